@@ -1,0 +1,68 @@
+"""Open a backend from what the user points at, importing only that backend's library.
+
+``model`` is one of:
+- a folder of exported artifacts (``template.<precision>.<flavour>.onnx`` / ``.engine`` pairs), run by
+  ONNX Runtime or TensorRT;
+- a pysot ``config.yaml`` or a built-in config name (``r50``, ``r50_otb``, ``mobilev2``, ``alex``), run
+  by PyTorch with ``checkpoint`` (a pysot ``model.pth``) or, for tests and demos, seeded random weights.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from runtime.backends.base import Backend, Kernels
+from runtime.errors import InputError
+
+# The only place the runtime names another stage: PyTorch is loaded when, and only when, asked for.
+_LAZY = {
+    "torch": "runtime.backends.pyt:TorchBackend",
+    "onnxruntime": "runtime.backends.onnxrt:OrtBackend",
+    "tensorrt": "runtime.backends.trt:TrtBackend",
+}
+BACKEND_NAMES = tuple(_LAZY)
+BUILTIN_CONFIGS = ("r50", "r50_otb", "mobilev2", "alex")
+
+__all__ = ["Backend", "Kernels", "BACKEND_NAMES", "open_backend", "backend_class"]
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in _LAZY:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    module, attr = _LAZY[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def is_pysot_model(model: str) -> bool:
+    return model in BUILTIN_CONFIGS or Path(model).suffix in (".yaml", ".yml")
+
+
+def open_backend(model: str, *, checkpoint: str | None = None, backend: str = "auto",
+                 precision: str = "fp32", flavour: str | None = None, seed: int | None = None) -> Backend:
+    """Open ``model`` with ``backend`` ("auto" picks the fastest that can run here; see
+    ``runtime.backend_choice``). ``seed`` (PyTorch only) builds seeded random weights when no
+    checkpoint is given; such a backend has ``random_weights = True``.
+    """
+    model = str(model)
+    if Path(model).suffix == ".pth":
+        raise InputError(f"{model}: a checkpoint is not a model description; pass the pysot config with "
+                         "--model config.yaml (or a name: r50, mobilev2, alex) and the weights with --checkpoint")
+    if is_pysot_model(model):
+        if backend not in ("auto", "torch"):
+            raise InputError(f"{model} is a PyTorch model description; backend {backend!r} needs exported "
+                             "artifacts: run `siamtrack export` (or build.sh) and pass the output folder")
+        cls = backend_class("torch")
+        if checkpoint:
+            return cls.from_checkpoint(model, checkpoint)
+        if seed is None:
+            raise InputError(f"{model}: no --checkpoint given; pass a pysot model.pth, or --random-seed N "
+                             "to run seeded random weights (tracks nothing meaningful)")
+        return cls.random(model, seed=seed)
+    folder = Path(model)
+    if not folder.is_dir():
+        raise InputError(f"{model}: not a folder of exported artifacts, a pysot config .yaml, or one of "
+                         f"{', '.join(BUILTIN_CONFIGS)}")
+    from runtime.backend_choice import choose_artifact_backend
+
+    choice = choose_artifact_backend(folder, requested=backend, precision=precision, flavour=flavour)
+    return backend_class(choice.backend).from_dir(folder, precision=choice.precision, flavour=choice.flavour)

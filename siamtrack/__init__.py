@@ -1,0 +1,1 @@
+"""One command, ``siamtrack``, in front of every stage's entry point."""

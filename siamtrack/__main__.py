@@ -1,0 +1,3 @@
+from siamtrack.cli import main
+
+raise SystemExit(main())
