@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv.
-#   bash setup.sh          runtime + export + bench: enough for build.sh and tracking
+#   bash setup.sh          runtime + export + bench + train: enough for build.sh and tracking
 #   bash setup.sh --dev    also the test tools (pytest, TensorRT-RTX's CPU builder, sample data)
 #
 # The venv sees system site-packages so that a Jetson's own OpenCV (with GStreamer), TensorRT and torch
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 TORCH_PIN=${TORCH_PIN:-torch==2.13.0}
-extras="export,bench,data"
+extras="export,bench,data,train"
 [[ "${1:-}" == "--dev" ]] && extras="$extras,dev,engines"
 
 if [[ ! -x .venv/bin/python ]]; then

@@ -13,6 +13,13 @@ search graph
     inputs  ``search`` (N, 3, X, X)  X = instance size (255, 287 for alexnet), plus every kernel above
     outputs ``cls`` (N, 2A, S, S) and ``loc`` (N, 4A, S, S); A anchors, S score size.
             cls channels: [bg anchor 0..A-1, fg anchor 0..A-1]; loc channels: [dx x A, dy x A, dw x A, dh x A].
+
+xcorr flavours of the search graph
+    plugin    one ``siamrpn::DepthwiseXCorr`` node (version 1) per correlation, output shape recorded;
+              run by the TensorRT plugin (engines/plugin) or the ONNX Runtime Python op.
+    standard  standard ops only: each correlation is an ONNX Loop over the N targets running
+              Conv(group=C) with that target's kernel as weights (ONNX Conv's ``group`` is static, so
+              pysot's N*C-group trick cannot keep N dynamic).
 """
 from __future__ import annotations
 
@@ -47,6 +54,8 @@ META_XCORR = "siamrpn.xcorr"                 # "plugin" (custom op) | "standard"
 META_PRECISION = "siamrpn.precision"         # "fp32" | "fp16" | "int8"
 META_CALIBRATION = "siamrpn.calibration"     # JSON: method, set sha256, sample count (int8 only)
 META_EXPORTER = "siamrpn.exporter"           # JSON: versions of torch, onnx, onnxsim, this project
+META_SOURCE = "siamrpn.source"               # checkpoint file name, or "random-seed:<N>"
+META_RANDOM = "siamrpn.random_weights"       # "true" when exported from seeded random weights
 
 NORMALISATION = "bgr_0_255"
 GRAPHS = ("template", "search")

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from runtime.cli_args import add_model_args, open_backend_from_args, parse_box
 from runtime.errors import InputError
 
 EPILOG = """\
@@ -25,27 +26,10 @@ init box, in the format pysot's toolkit reads.
 """
 
 
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    parts = text.replace(" ", "").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise InputError(f"--box {text!r}: expected four numbers x,y,w,h (e.g. --box 120,80,60,40)")
-    return values  # type: ignore[return-value]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="siamtrack track", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True,
-                   help="artifact folder, pysot config.yaml, or a built-in config (r50, r50_otb, mobilev2, alex)")
-    p.add_argument("--checkpoint", help="pysot model.pth (with a config --model)")
-    p.add_argument("--random-seed", type=int, help="use seeded random weights instead of a checkpoint")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
-    p.add_argument("--flavour", choices=["plugin", "standard"], help="xcorr flavour of the artifacts")
+    add_model_args(p)
     p.add_argument("--video", required=True, help="video file or folder of images")
     p.add_argument("--box", required=True, help="init box x,y,w,h on the first frame")
     p.add_argument("--out", help="write one box per frame (x,y,w,h) to this file")
@@ -67,13 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
 
-    from runtime.backends import open_backend
     from runtime.tracker import SiamRPNTracker
     from runtime.video_io import FrameReader
 
     reader = FrameReader(args.video)
-    backend = open_backend(args.model, checkpoint=args.checkpoint, backend=args.backend,
-                           precision=args.precision, flavour=args.flavour, seed=args.random_seed)
+    backend = open_backend_from_args(args)
     random_weights = bool(getattr(backend, "random_weights", False))
     if random_weights and not args.json:
         print("note: the model has seeded RANDOM weights; the boxes below test the pipeline, not tracking",

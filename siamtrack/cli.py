@@ -10,7 +10,30 @@ import sys
 
 # name -> (entry point, one-line help). Order is the order of the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {
+    # training
+    "train": ("train.loop:main", "train SiamRPN++ (spatial-aware sampling) on generated or your own sequences"),
+    "train-eval": ("train.evaluate:main", "AUC vs untrained/static baselines, and the centre-bias ablation"),
+    # checkpoint -> deployable artifacts
+    "export": ("export.to_onnx:main", "pysot checkpoint -> template/search ONNX pair (custom-op and standard twins)"),
+    "fp16": ("export.fp16:main", "FP16 variants of an export (keep chosen ops in FP32)"),
+    "calibrate": ("calibration.collect:main", "record calibration crops and kernels as the FP32 tracker sees them"),
+    "quantize": ("calibration.quantize:main", "INT8 Q/DQ variants from a calibration set (max, percentile, entropy)"),
+    "precision-report": ("calibration.report:main", "error and tracking agreement of each precision vs FP32"),
+    "plugin": ("engines.plugin_build:main", "build the DepthwiseXCorr TensorRT plugin library for this GPU"),
+    "engines": ("engines.build:main",
+                "build TensorRT engines (only missing or stale ones) from the exported ONNX variants"),
+    "selfcheck": ("engines.selfcheck:main", "run each engine on recorded inputs against ONNX Runtime; max error per engine"),
+    # tracking
     "track": ("runtime.track_cli:main", "track one target through a video or image folder"),
+    "camera": ("runtime.camera_cli:main",
+               "track live from a camera, stream, video or image folder (window or headless JSON lines)"),
+    # measuring
+    "accuracy": ("bench.accuracy:main",
+                 "run backends over a tracking dataset: result files, AUC/precision/AO/VOT tables, plots"),
+    "latency": ("bench.latency:main", "per-stage latency, FPS and peak memory of backends, each in a fresh process"),
+    "synth": ("bench.synth:main", "write seeded synthetic tracking sequences with exact ground truth"),
+    "precision-latency": ("bench.precision_latency:main", "ONNX Runtime CPU latency of FP32 vs FP16 vs INT8"),
+    "report": ("bench.report:main", "re-render an accuracy or latency summary JSON as a table (and plots)"),
 }
 
 

@@ -21,7 +21,7 @@ _LAZY = {
     "tensorrt": "runtime.backends.trt:TrtBackend",
 }
 BACKEND_NAMES = tuple(_LAZY)
-BUILTIN_CONFIGS = ("r50", "r50_otb", "mobilev2", "alex")
+BUILTIN_CONFIGS = ("r50", "r50_otb", "mobilev2", "alex", "lite0")
 
 __all__ = ["Backend", "Kernels", "BACKEND_NAMES", "open_backend", "backend_class"]
 
@@ -38,9 +38,9 @@ def is_pysot_model(model: str) -> bool:
 
 
 def open_backend(model: str, *, checkpoint: str | None = None, backend: str = "auto",
-                 precision: str = "fp32", flavour: str | None = None, seed: int | None = None) -> Backend:
+                 precision: str | None = None, flavour: str | None = None, seed: int | None = None) -> Backend:
     """Open ``model`` with ``backend`` ("auto" picks the fastest that can run here; see
-    ``runtime.backend_choice``). ``seed`` (PyTorch only) builds seeded random weights when no
+    ``runtime.backend_choice``). ``precision``/``flavour`` None pick the best present for that backend. ``seed`` (PyTorch only) builds seeded random weights when no
     checkpoint is given; such a backend has ``random_weights = True``.
     """
     model = str(model)
@@ -65,4 +65,7 @@ def open_backend(model: str, *, checkpoint: str | None = None, backend: str = "a
     from runtime.backend_choice import choose_artifact_backend
 
     choice = choose_artifact_backend(folder, requested=backend, precision=precision, flavour=flavour)
-    return backend_class(choice.backend).from_dir(folder, precision=choice.precision, flavour=choice.flavour)
+    cls = backend_class(choice.backend)
+    if choice.backend == "torch":
+        return cls.from_checkpoint(choice.config_path, choice.checkpoint_path)
+    return cls.from_dir(folder, precision=choice.precision, flavour=choice.flavour)

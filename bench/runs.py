@@ -1,0 +1,103 @@
+"""What one benchmark "run" is: a backend, a model, a precision; parsed from ``--run`` and opened lazily.
+
+Syntax: ``BACKEND:MODEL[,key=value ...]`` with keys ``precision`` (fp32|fp16|int8), ``flavour``
+(plugin|standard), ``checkpoint`` (pysot model.pth, PyTorch only), ``seed`` (PyTorch random weights when
+no checkpoint; default 0) and ``label`` (the name used in tables, plots and result folders).
+
+Examples::
+
+    torch:r50                                  # pysot r50 config, seeded random weights
+    torch:configs/r50.yaml,checkpoint=model.pth
+    onnxruntime:artifacts/r50,precision=int8,flavour=standard
+    tensorrt:artifacts/r50,precision=fp16,label=trt-fp16
+
+A ``Run`` is a frozen dataclass of strings and numbers, so it pickles into worker processes, which open
+the backend themselves (``Run.open``): no session or engine ever crosses a process boundary.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runtime.contract import PRECISIONS, XCORR_FLAVOURS
+from runtime.errors import InputError
+
+RUN_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+_KEYS = ("precision", "flavour", "checkpoint", "seed", "label")
+
+
+@dataclass(frozen=True)
+class Run:
+    backend: str
+    model: str
+    precision: str = "fp32"
+    flavour: str | None = None
+    checkpoint: str | None = None
+    seed: int | None = None
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Table/plot/folder name: the label, else ``backend-model-precision`` in safe characters."""
+        if self.label:
+            return self.label
+        model = Path(self.model).name or self.model
+        text = f"{self.backend}-{model}-{self.precision}"
+        if self.backend == "torch" and not self.checkpoint:
+            text += f"-random{self.seed or 0}"
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+    @property
+    def random_weights(self) -> bool:
+        return self.backend == "torch" and not self.checkpoint
+
+    def open(self):
+        """Open the runtime backend (imports only that backend's library)."""
+        from runtime.backends import open_backend
+
+        seed = (self.seed or 0) if self.random_weights else None
+        return open_backend(self.model, checkpoint=self.checkpoint, backend=self.backend,
+                            precision=self.precision, flavour=self.flavour, seed=seed)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["name"] = self.name
+        d["random_weights"] = self.random_weights
+        return d
+
+
+def parse_run(text: str) -> Run:
+    """``BACKEND:MODEL[,key=value...]`` -> Run; InputError naming the part that is wrong."""
+    head, *opts = [p.strip() for p in text.split(",")]
+    backend, sep, model = head.partition(":")
+    if not sep or not model:
+        raise InputError(f"--run {text!r}: expected BACKEND:MODEL[,key=value...], e.g. torch:r50 or "
+                         "onnxruntime:artifacts/r50,precision=fp16")
+    if backend not in RUN_BACKENDS:
+        raise InputError(f"--run {text!r}: backend {backend!r} is not one of {', '.join(RUN_BACKENDS)}")
+    values: dict = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq or key not in _KEYS:
+            raise InputError(f"--run {text!r}: option {opt!r} is not key=value with key in {', '.join(_KEYS)}")
+        values[key] = value
+    if values.get("precision", "fp32") not in PRECISIONS:
+        raise InputError(f"--run {text!r}: precision {values['precision']!r} is not one of {', '.join(PRECISIONS)}")
+    if values.get("flavour") not in (None, *XCORR_FLAVOURS):
+        raise InputError(f"--run {text!r}: flavour {values['flavour']!r} is not one of {', '.join(XCORR_FLAVOURS)}")
+    if "seed" in values:
+        try:
+            values["seed"] = int(values["seed"])
+        except ValueError:
+            raise InputError(f"--run {text!r}: seed must be an integer") from None
+    return Run(backend=backend, model=model, **values)
+
+
+def parse_runs(texts: list[str]) -> list[Run]:
+    runs = [parse_run(t) for t in texts]
+    names = [r.name for r in runs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"--run: two runs share the name {dup[0]!r}; add label=... to tell them apart")
+    return runs

@@ -1,0 +1,357 @@
+"""Seeded synthetic tracking sequences with exact ground truth, built from real photographs.
+
+A sequence pastes a textured patch cut from a real photograph (the target) over a crop of another real
+photograph (the background), and moves it along a smooth random trajectory with scale change and a
+slight rotation. Optional nuisances: distractors (patches cut from the same source image, so they look
+alike), an occluder crossing the target, a global lighting ramp and motion/defocus blur on some frames.
+
+Ground truth is exact: the axis-aligned bounding box, in continuous 0-based pixel coordinates, of the
+target's rotated and scaled rectangle (its four corners), clipped to the frame. It is given even when
+the occluder hides the target; ``absent`` is True on frames where less than 10 % of the target is
+visible.
+
+Images come from scikit-image's ``data`` folder (read by path, no download) and, when installed,
+scikit-learn's two sample images.
+
+Train/test split (for a training stage that must never see test sequences):
+- seeds ``0 .. 999_999`` are TRAIN, seeds ``1_000_000 .. 1_999_999`` are TEST (``split_of_seed``);
+- each split draws backgrounds and targets only from its own source images (``SOURCE_IMAGES``); no
+  photograph is shared between the two lists, so a test target or background is never seen in training.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import InputError
+
+TRAIN_SEEDS = range(0, 1_000_000)
+TEST_SEEDS = range(1_000_000, 2_000_000)
+
+# Disjoint photograph lists per split: "skimage:<file>" or "sklearn:<file>".
+SOURCE_IMAGES = {
+    "train": ("skimage:astronaut.png", "skimage:motorcycle_left.png", "skimage:motorcycle_right.png",
+              "skimage:retina.jpg", "skimage:brick.png", "skimage:grass.png", "skimage:camera.png",
+              "skimage:ihc.png", "skimage:moon.png", "skimage:page.png", "skimage:color.png",
+              "sklearn:china.jpg"),
+    "test": ("skimage:coffee.png", "skimage:rocket.jpg", "skimage:chelsea.png", "skimage:hubble_deep_field.jpg",
+             "skimage:gravel.png", "skimage:coins.png", "sklearn:flower.jpg"),
+}
+ABSENT_VISIBLE_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Size and nuisances of a generated sequence. Sizes in pixels; fractions of the frame's short side."""
+
+    width: int = 320
+    height: int = 240
+    frames: int = 60
+    target_size: tuple[float, float] = (0.15, 0.35)   # initial target side, fraction of min(W, H)
+    max_speed: float = 6.0                            # pixels per frame
+    scale_range: tuple[float, float] = (0.7, 1.4)     # relative to the initial size
+    max_rotation_deg: float = 8.0
+    distractors: int = 1
+    occlusion: bool = True
+    lighting: bool = True
+    blur: bool = True
+
+
+def split_of_seed(seed: int) -> str:
+    if seed in TRAIN_SEEDS:
+        return "train"
+    if seed in TEST_SEEDS:
+        return "test"
+    raise InputError(f"seed {seed}: outside both splits; use {TRAIN_SEEDS.start}..{TRAIN_SEEDS.stop - 1} (train) "
+                     f"or {TEST_SEEDS.start}..{TEST_SEEDS.stop - 1} (test)")
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def source_paths(split: str) -> list[Path]:
+    """The existing image files of one split (sklearn's are skipped when it is not installed)."""
+    dirs = {"skimage": (_package_dir("skimage") or Path("/nonexistent")) / "data",
+            "sklearn": (_package_dir("sklearn") or Path("/nonexistent")) / "datasets" / "images"}
+    paths = []
+    for item in SOURCE_IMAGES[split]:
+        pkg, fname = item.split(":")
+        p = dirs[pkg] / fname
+        if p.is_file():
+            paths.append(p)
+    if len(paths) < 2:
+        raise InputError("bench.synth: scikit-image's sample images were not found; install the data extra "
+                         "(pip install scikit-image) to generate sequences")
+    return paths
+
+
+_IMAGE_CACHE: dict[Path, np.ndarray] = {}
+
+
+def _load(path: Path) -> np.ndarray:
+    import cv2
+
+    if path not in _IMAGE_CACHE:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise InputError(f"{path}: cannot be read as an image")
+        _IMAGE_CACHE[path] = img
+    return _IMAGE_CACHE[path]
+
+
+def _random_crop(rng: np.random.Generator, img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A random crop of ``img`` with aspect w:h, resized to (h, w)."""
+    import cv2
+
+    ih, iw = img.shape[:2]
+    s = min(iw / w, ih / h) * rng.uniform(0.5, 1.0)
+    cw, ch = max(int(w * s), 8), max(int(h * s), 8)
+    x0, y0 = rng.integers(0, iw - cw + 1), rng.integers(0, ih - ch + 1)
+    return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class _Mover:
+    """A patch moving over the frame: centre (px), velocity (px/frame), size (px), angle (deg)."""
+
+    patch: np.ndarray
+    cx: float
+    cy: float
+    vx: float
+    vy: float
+    base_w: float
+    base_h: float
+    scale: float = 1.0
+    angle: float = 0.0
+
+    def step(self, rng, cfg: SynthConfig, w_img: int, h_img: int, allow_scale: bool = True) -> None:
+        self.vx = 0.9 * self.vx + rng.normal(0, cfg.max_speed * 0.25)
+        self.vy = 0.9 * self.vy + rng.normal(0, cfg.max_speed * 0.25)
+        speed = math.hypot(self.vx, self.vy)
+        if speed > cfg.max_speed:
+            self.vx, self.vy = self.vx * cfg.max_speed / speed, self.vy * cfg.max_speed / speed
+        self.cx, self.cy = self.cx + self.vx, self.cy + self.vy
+        if not 0.1 * w_img <= self.cx <= 0.9 * w_img:          # bounce, keeping the centre in the frame
+            self.vx = -self.vx
+            self.cx = float(np.clip(self.cx, 0.1 * w_img, 0.9 * w_img))
+        if not 0.1 * h_img <= self.cy <= 0.9 * h_img:
+            self.vy = -self.vy
+            self.cy = float(np.clip(self.cy, 0.1 * h_img, 0.9 * h_img))
+        if allow_scale:
+            lo, hi = cfg.scale_range
+            self.scale = float(np.clip(self.scale * math.exp(rng.normal(0, 0.02)), lo, hi))
+            self.angle = float(np.clip(self.angle + rng.normal(0, 0.8), -cfg.max_rotation_deg,
+                                       cfg.max_rotation_deg))
+
+    def matrix(self) -> np.ndarray:
+        """2x3 affine map from patch pixels to frame pixels (scale about the patch centre, rotate, move)."""
+        ph, pw = self.patch.shape[:2]
+        sx, sy = self.base_w * self.scale / pw, self.base_h * self.scale / ph
+        a = math.radians(self.angle)
+        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) @ np.diag([sx, sy])
+        centre = np.array([pw / 2, ph / 2])
+        t = np.array([self.cx, self.cy]) - rot @ centre
+        return np.hstack([rot, t[:, None]])
+
+    def box_xywh(self, w_img: int, h_img: int) -> np.ndarray:
+        """Exact axis-aligned box of the transformed patch rectangle, clipped to the frame."""
+        ph, pw = self.patch.shape[:2]
+        corners = np.array([[0, 0, 1], [pw, 0, 1], [pw, ph, 1], [0, ph, 1]], dtype=np.float64)
+        pts = corners @ self.matrix().T
+        x1, y1 = max(pts[:, 0].min(), 0.0), max(pts[:, 1].min(), 0.0)
+        x2, y2 = min(pts[:, 0].max(), float(w_img)), min(pts[:, 1].max(), float(h_img))
+        return np.array([x1, y1, x2 - x1, y2 - y1])
+
+    def paste(self, canvas: np.ndarray) -> np.ndarray:
+        """Composite onto float32 canvas (H,W,3); returns the coverage mask (H,W) float32 0..1."""
+        import cv2
+
+        h, w = canvas.shape[:2]
+        m = self.matrix()
+        warped = cv2.warpAffine(self.patch, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        alpha = cv2.warpAffine(np.ones(self.patch.shape[:2], np.float32), m, (w, h), flags=cv2.INTER_LINEAR)
+        canvas *= 1 - alpha[..., None]
+        canvas += warped.astype(np.float32) * alpha[..., None]
+        return alpha
+
+
+def _sequence_movers(rng, cfg: SynthConfig, paths: list[Path]):
+    w_img, h_img = cfg.width, cfg.height
+    order = rng.permutation(len(paths))
+    bg_img, obj_img = _load(paths[order[0]]), _load(paths[order[1]])
+    background = _random_crop(rng, bg_img, w_img, h_img).astype(np.float32)
+    side = min(w_img, h_img) * rng.uniform(*cfg.target_size)
+    aspect = math.exp(rng.uniform(-0.5, 0.5))
+    tw, th = side * math.sqrt(aspect), side / math.sqrt(aspect)
+    psize = (max(int(tw * 1.5), 8), max(int(th * 1.5), 8))     # patch resolution a bit above its display size
+
+    def mover(img, w, h, x, y):
+        return _Mover(_random_crop(rng, img, *psize), x, y, rng.normal(0, 2), rng.normal(0, 2), w, h)
+
+    target = mover(obj_img, tw, th, rng.uniform(0.3, 0.7) * w_img, rng.uniform(0.3, 0.7) * h_img)
+    distractors = [mover(obj_img, tw * rng.uniform(0.8, 1.2), th * rng.uniform(0.8, 1.2),
+                         rng.uniform(0.1, 0.9) * w_img, rng.uniform(0.1, 0.9) * h_img) for _ in range(cfg.distractors)]
+    occluder = None
+    if cfg.occlusion:
+        occ_img = _load(paths[order[2 % len(paths)]])
+        # Wider and taller than the target can get, so mid-sweep it hides the target completely.
+        occ_w = math.hypot(tw, th) * cfg.scale_range[1] * 1.1
+        occluder = _Mover(_random_crop(rng, occ_img, 32, 64), 0, 0, 0, 0, occ_w, max(h_img * 0.6, occ_w))
+    return background, target, distractors, occluder
+
+
+@dataclass(frozen=True)
+class SynthFrame:
+    """One generated frame. frame: HxWx3 uint8 BGR. box_xywh: (4,) float64 exact target box.
+    absent: visible_fraction < ABSENT_VISIBLE_FRACTION. target_mask: HxW float32 0..1, the target's
+    coverage before occlusion. visible_fraction: share of that coverage not hidden by the occluder."""
+
+    frame: np.ndarray
+    box_xywh: np.ndarray
+    absent: bool
+    target_mask: np.ndarray
+    visible_fraction: float
+
+
+def iter_frames(seed: int, config: SynthConfig = SynthConfig()):
+    """Yield a ``SynthFrame`` for each frame of sequence ``seed`` (deterministic for a seed and config)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    paths = source_paths(split_of_seed(seed))
+    w_img, h_img, n = config.width, config.height, config.frames
+    background, target, distractors, occluder = _sequence_movers(rng, config, paths)
+    # The occluder sweeps horizontally across the target's path during one window of the sequence.
+    occ_start = int(rng.integers(n // 4, max(n // 2, n // 4 + 1))) if occluder else n
+    occ_len = max(n // 5, 3)
+    gain_end = rng.uniform(0.6, 1.4) if config.lighting else 1.0
+    blur_frames = set(rng.choice(n, size=max(n // 8, 1), replace=False).tolist()) if config.blur else set()
+    for i in range(n):
+        if i:
+            target.step(rng, config, w_img, h_img)
+            for d in distractors:
+                d.step(rng, config, w_img, h_img, allow_scale=False)
+        canvas = background.copy()
+        for d in distractors:
+            d.paste(canvas)
+        mask = target.paste(canvas)
+        visible = float(mask.sum())
+        if occluder is not None and occ_start <= i < occ_start + occ_len:
+            t = (i - occ_start + 0.5) / occ_len               # 0..1 across the window
+            occluder.cx = target.cx + (t - 0.5) * 2.5 * occluder.base_w
+            occluder.cy = target.cy
+            occ_mask = occluder.paste(canvas)
+            visible = float((mask * (1 - occ_mask)).sum())
+        gain = 1.0 + (gain_end - 1.0) * i / max(n - 1, 1)
+        canvas *= gain
+        if i in blur_frames:
+            k = int(rng.integers(3, 8)) | 1
+            canvas = cv2.GaussianBlur(canvas, (k, k), 0)
+        frame = np.clip(canvas, 0, 255).astype(np.uint8)
+        area = float(mask.sum())
+        fraction = visible / area if area > 0 else 0.0
+        yield SynthFrame(frame, target.box_xywh(w_img, h_img), fraction < ABSENT_VISIBLE_FRACTION, mask, fraction)
+
+
+def generate(seed: int, config: SynthConfig = SynthConfig(), name: str | None = None):
+    """One in-memory ``bench.sequences.Sequence`` (frames are uint8 arrays)."""
+    from bench.sequences import Sequence
+
+    frames, boxes, absent = [], [], []
+    for item in iter_frames(seed, config):
+        frames.append(item.frame)
+        boxes.append(item.box_xywh)
+        absent.append(item.absent)
+    return Sequence(name=name or f"synth-{seed:07d}", frames=frames, gt_xywh=np.array(boxes),
+                    absent=np.array(absent, dtype=bool), dataset="synth",
+                    attributes={"seed": seed, "split": split_of_seed(seed), "image_wh": (config.width, config.height)})
+
+
+def write_sequence(seed: int, folder: str | Path, config: SynthConfig = SynthConfig(), ext: str = ".jpg") -> Path:
+    """Write ``folder/img/00000001.jpg ...``, ``groundtruth.txt`` (x,y,w,h per line) and ``absent.txt``.
+
+    The layout is the ``folder`` format of ``bench.sequences``. Files are written to a temporary folder
+    and renamed, so an interrupted run leaves no half sequence.
+    """
+    import shutil
+
+    import cv2
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "img").mkdir(parents=True)
+    gt_lines, absent_lines = [], []
+    for i, item in enumerate(iter_frames(seed, config)):
+        cv2.imwrite(str(tmp / "img" / f"{i + 1:08d}{ext}"), item.frame)
+        gt_lines.append(",".join(f"{v:.4f}" for v in item.box_xywh) + "\n")
+        absent_lines.append(f"{int(item.absent)}\n")
+    (tmp / "groundtruth.txt").write_text("".join(gt_lines))
+    (tmp / "absent.txt").write_text("".join(absent_lines))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def write_dataset(root: str | Path, seeds, config: SynthConfig = SynthConfig()) -> list[Path]:
+    """One folder per seed, named ``synth-<seed>``, under ``root`` (the ``folder`` dataset format)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return [write_sequence(s, root / f"synth-{s:07d}", config) for s in seeds]
+
+
+EPILOG = """\
+examples:
+  # 5 test sequences of 60 frames at 320x240 into a folder-format dataset
+  siamtrack synth --out artifacts/synth-test --count 5
+  # training sequences (seeds 0..), larger frames
+  siamtrack synth --out artifacts/synth-train --split train --count 200 --size 640x480 --frames 100
+
+Train seeds are 0..999999, test seeds 1000000..1999999; the two use disjoint source photographs.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="siamtrack synth", description="Write seeded synthetic tracking sequences "
+                                "(folder + groundtruth.txt) from real photographs.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="dataset folder to write (one sub-folder per sequence)")
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--first-seed", type=int, help="default: the first seed of the split")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--size", default="320x240", help="WxH")
+    args = p.parse_args(argv)
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size {args.size!r}: expected WxH, e.g. 320x240") from None
+    first = args.first_seed if args.first_seed is not None else (TRAIN_SEEDS if args.split == "train" else TEST_SEEDS).start
+    seeds = range(first, first + args.count)
+    for s in (seeds.start, seeds.stop - 1):
+        if split_of_seed(s) != args.split:
+            raise InputError(f"--first-seed {first} with --count {args.count} leaves the {args.split} seed range")
+    from tqdm import tqdm
+
+    cfg = SynthConfig(width=w, height=h, frames=args.frames)
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    for s in tqdm(seeds, desc="synth", unit="seq"):
+        write_sequence(s, root / f"synth-{s:07d}", cfg)
+    print(f"wrote {args.count} sequences to {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Export stage: the reference SiamRPN++ PyTorch model, its pysot config, checkpoints, and ONNX export."""

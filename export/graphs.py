@@ -1,0 +1,84 @@
+"""The two exported graphs as nn.Modules wrapped around a built ``export.model.SiamRPN``.
+
+``TemplateGraph``: template (N, 3, E, E) -> the ``conv_kernel`` output of every DepthwiseXCorr, each
+(N, C, k, k), in ``ModelSpec.kernel_names`` order. It runs once per target; the search graph never
+recomputes anything of the template side (pysot re-runs ``conv_kernel`` on every frame).
+
+``SearchGraph``: search (N, 3, X, X) and those kernels -> cls (N, 2A, S, S), loc (N, 4A, S, S). The
+depth-wise xcorr is ``export.xcorr_op.dw_xcorr`` (one custom node when exported); the level fusion
+weights (softmax of ``cls_weight``/``loc_weight``, or pysot's plain mean) are constants of the graph.
+
+Both share the model's modules (no copy), so the wrapped model must stay in eval mode.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from export.xcorr_op import dw_xcorr
+
+
+class TemplateGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, template: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model.template_kernels(template))
+
+
+def _levels(rpn_head: nn.Module) -> list[nn.Module]:
+    """The DepthwiseRPN of each level, in kernel order (rpn2, rpn3, ... or the single head)."""
+    if hasattr(rpn_head, "cls") and hasattr(rpn_head, "loc"):
+        return [rpn_head]
+    levels = []
+    while hasattr(rpn_head, f"rpn{len(levels) + 2}"):
+        levels.append(getattr(rpn_head, f"rpn{len(levels) + 2}"))
+    if not levels:
+        raise ValueError(f"{type(rpn_head).__name__}: neither a DepthwiseRPN (cls, loc) nor a MultiRPN (rpn2 ...)")
+    return levels
+
+
+def _fusion_weights(rpn_head: nn.Module, name: str, count: int) -> torch.Tensor | None:
+    """Folded softmax weights, or None for pysot's unweighted mean (kept as sum/len for bit parity)."""
+    if count == 1 or not getattr(rpn_head, "weighted", False):
+        return None
+    with torch.no_grad():
+        return F.softmax(getattr(rpn_head, name).detach().float(), 0).clone()
+
+
+class SearchGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.levels = _levels(model.rpn_head)
+        n = len(self.levels)
+        for name in ("cls_weight", "loc_weight"):
+            weights = _fusion_weights(model.rpn_head, name, n)
+            self.register_buffer(f"{name}_folded", weights, persistent=False)
+
+    def forward(self, search: torch.Tensor, *kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.features(search)
+        if len(self.levels) == 1:
+            features = [features]
+        cls, loc = [], []
+        for i, (rpn, x_f) in enumerate(zip(self.levels, features)):
+            cls.append(self._branch(rpn.cls, x_f, kernels[2 * i]))       # (N, 2A, S, S)
+            loc.append(self._branch(rpn.loc, x_f, kernels[2 * i + 1]))   # (N, 4A, S, S)
+        return self._fuse(cls, self.cls_weight_folded), self._fuse(loc, self.loc_weight_folded)
+
+    @staticmethod
+    def _branch(dwx: nn.Module, x_f: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        return dwx.head(dw_xcorr(dwx.conv_search(x_f), kernel))
+
+    @staticmethod
+    def _fuse(outputs: list[torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
+        if len(outputs) == 1:
+            return outputs[0]
+        if weights is None:
+            return sum(outputs) / len(outputs)  # pysot's order of operations
+        total = outputs[0] * weights[0]
+        for i in range(1, len(outputs)):
+            total = total + outputs[i] * weights[i]
+        return total

@@ -1,0 +1,169 @@
+"""Which backend runs a model folder here, and why: a pure decision over a probe of the machine.
+
+Preference for speed: TensorRT engines on a GPU, then ONNX Runtime on the ONNX pair, then PyTorch on a
+pysot config + checkpoint. ``probe`` gathers the facts (imports are only *located*, never executed, and
+no TensorRT Runtime is ever constructed: without a driver it crashes the process); ``choose_backend`` is
+pure, so every branch is testable on any machine.
+
+Artifact names follow ``runtime.contract.artifact_name``: a pair is ``template.<p>.<f>.<ext>`` plus
+``search.<p>.<f>.<ext>``, p in fp32|fp16|int8, f in plugin|standard, ext onnx|engine.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.contract import PRECISIONS, XCORR_FLAVOURS, artifact_name
+from runtime.errors import BackendUnavailable, InputError
+
+ORDER = ("tensorrt", "onnxruntime", "torch")
+# Without a measurement on the target, these orders encode the usual ranking. TensorRT: INT8 > FP16 >
+# FP32 and the plugin xcorr (one fused kernel) over grouped Conv. ONNX Runtime on CPU: FP32 first (its
+# FP16 graphs insert casts and run slower on CPU), and the standard grouped Conv over the Python custom op.
+TRT_PRECISION_ORDER = ("int8", "fp16", "fp32")
+TRT_FLAVOUR_ORDER = ("plugin", "standard")
+ORT_PRECISION_ORDER = ("fp32", "int8", "fp16")
+ORT_FLAVOUR_ORDER = ("standard", "plugin")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Facts about this machine and one model folder.
+
+    engines / onnx_pairs: (precision, flavour) pairs whose template+search files both exist.
+    torch_model: a pysot config + checkpoint is present (paths in config_path / checkpoint_path).
+    """
+
+    tensorrt_importable: bool
+    gpu: bool
+    gpu_reason: str
+    engines: frozenset[tuple[str, str]]
+    onnxruntime_importable: bool
+    onnx_pairs: frozenset[tuple[str, str]]
+    torch_importable: bool
+    torch_model: bool = False
+    config_path: str | None = None
+    checkpoint_path: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend to open (one of ``ORDER``), the artifact pair it uses (precision and flavour; None for
+    torch) and one human sentence per backend considered, saying why it was taken or passed over.
+    config_path / checkpoint_path: the pysot files when the choice is torch, else None."""
+
+    backend: str
+    precision: str | None
+    flavour: str | None
+    reasons: tuple[str, ...]
+    config_path: str | None = None
+    checkpoint_path: str | None = None
+
+
+def _pairs(folder: Path, ext: str) -> frozenset[tuple[str, str]]:
+    return frozenset((p, f) for p in PRECISIONS for f in XCORR_FLAVOURS
+                     if (folder / artifact_name("template", p, f, ext)).is_file()
+                     and (folder / artifact_name("search", p, f, ext)).is_file())
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def probe(folder: str | Path) -> Probe:
+    """Look at ``folder`` and the installed libraries. Imports nothing heavy; asks the GPU through
+    ``runtime.gpu.gpu_status`` (cuda-python), never through TensorRT."""
+    from runtime.gpu import gpu_status
+
+    folder = Path(folder)
+    gpu, gpu_reason = gpu_status()
+    configs = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+    checkpoints = sorted(folder.glob("*.pth"))
+    return Probe(
+        tensorrt_importable=_importable("tensorrt") or _importable("tensorrt_rtx"), gpu=gpu, gpu_reason=gpu_reason,
+        engines=_pairs(folder, "engine"), onnxruntime_importable=_importable("onnxruntime"),
+        onnx_pairs=_pairs(folder, "onnx"), torch_importable=_importable("torch"),
+        torch_model=bool(configs and checkpoints),
+        config_path=str(configs[0]) if configs else None,
+        checkpoint_path=str(checkpoints[0]) if checkpoints else None)
+
+
+def _pick(available: frozenset, precision: str | None, flavour: str | None,
+          p_order: tuple[str, ...], f_order: tuple[str, ...]) -> tuple[str, str] | None:
+    for p in ([precision] if precision else p_order):
+        for f in ([flavour] if flavour else f_order):
+            if (p, f) in available:
+                return p, f
+    return None
+
+
+def _describe(pairs: frozenset) -> str:
+    return ", ".join(f"{p}.{f}" for p, f in sorted(pairs)) or "none"
+
+
+def _want(precision: str | None, flavour: str | None) -> str:
+    return f"{precision or 'any precision'}/{flavour or 'any flavour'}"
+
+
+def choose_backend(facts: Probe, requested: str = "auto", precision: str | None = None,
+                   flavour: str | None = None) -> BackendChoice:
+    """The fastest backend ``facts`` allow (or check ``requested``); raises BackendUnavailable with
+    every reason when none can run. ``precision``/``flavour`` None: the fastest pair present."""
+    if requested not in ("auto",) + ORDER:
+        raise InputError(f"--backend {requested!r}: choose auto, {', '.join(ORDER)}")
+    reasons: list[str] = []
+    candidates = ORDER if requested == "auto" else (requested,)
+    for name in candidates:
+        choice = _consider(name, facts, precision, flavour, reasons)
+        if choice is not None:
+            torch = name == "torch"
+            return BackendChoice(name, choice[0], choice[1], tuple(reasons),
+                                 config_path=facts.config_path if torch else None,
+                                 checkpoint_path=facts.checkpoint_path if torch else None)
+    raise BackendUnavailable("no backend can run this model here: " + "; ".join(reasons) +
+                             ". Install the missing library or build the missing artifacts (build.sh).")
+
+
+def _consider(name: str, facts: Probe, precision, flavour, reasons: list[str]):
+    """(precision, flavour) if backend ``name`` can run, else None; appends the reason either way."""
+    want = _want(precision, flavour)
+    if name == "tensorrt":
+        if not facts.tensorrt_importable:
+            reasons.append("tensorrt: neither tensorrt nor tensorrt_rtx is installed (JetPack ships tensorrt)")
+        elif not facts.gpu:
+            reasons.append(f"tensorrt: {facts.gpu_reason}")
+        else:
+            pick = _pick(facts.engines, precision, flavour, TRT_PRECISION_ORDER, TRT_FLAVOUR_ORDER)
+            if pick:
+                reasons.append(f"tensorrt: chosen, engines {pick[0]}.{pick[1]} on {facts.gpu_reason}")
+                return pick
+            reasons.append(f"tensorrt: no engine pair for {want} (present: {_describe(facts.engines)})")
+        return None
+    if name == "onnxruntime":
+        if not facts.onnxruntime_importable:
+            reasons.append("onnxruntime: not installed (pip install onnxruntime)")
+            return None
+        pick = _pick(facts.onnx_pairs, precision, flavour, ORT_PRECISION_ORDER, ORT_FLAVOUR_ORDER)
+        if pick:
+            reasons.append(f"onnxruntime: chosen, ONNX pair {pick[0]}.{pick[1]}")
+            return pick
+        reasons.append(f"onnxruntime: no ONNX pair for {want} (present: {_describe(facts.onnx_pairs)})")
+        return None
+    if not facts.torch_importable:
+        reasons.append("torch: PyTorch is not installed")
+    elif not facts.torch_model:
+        reasons.append("torch: no pysot config .yaml with a .pth checkpoint in the folder")
+    else:
+        reasons.append(f"torch: chosen, {facts.config_path} with {facts.checkpoint_path}")
+        return (None, None)
+    return None
+
+
+def choose_artifact_backend(folder: str | Path, requested: str = "auto", precision: str | None = None,
+                            flavour: str | None = None) -> BackendChoice:
+    """``choose_backend`` over ``probe(folder)``; what ``runtime.backends.open_backend`` calls."""
+    return choose_backend(probe(folder), requested, precision, flavour)

@@ -1,0 +1,209 @@
+"""ONNX Runtime backend: runs an exported template/search pair of either xcorr flavour, without torch.
+
+Everything the backend needs comes from the two files: the ``siamrpn.*`` metadata (ModelSpec,
+TrackerConfig, provenance) is read with ``runtime.onnx_meta`` before any session exists; the pair must
+come from one export (same export id and source checkpoint sha256); the graphs' inputs and outputs
+must match the ModelSpec. The ``siamrpn::DepthwiseXCorr`` op (``*.plugin.onnx``) runs as an
+onnxruntime-extensions Python op (``runtime.backends.onnxrt_ops``), registered only for graphs that
+hold it; the standard-op twin needs nothing extra.
+
+Execution providers: CPU by default; CUDA first when the installed onnxruntime has it. TensorRT's EP
+builds engines when a session opens (minutes on a Jetson), so it is used only when asked for
+(``providers=["TensorrtExecutionProvider", ...]``); the TensorRT backend is the intended route there.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import Backend, Kernels
+from runtime.contract import (CLS_OUTPUT, LOC_OUTPUT, META_RANDOM, SEARCH_INPUT, TEMPLATE_INPUT, XCORR_DOMAIN,
+                              XCORR_FLAVOURS, XCORR_OP, GraphMeta, artifact_name)
+from runtime.errors import BackendUnavailable, ContractError, InputError
+from runtime.onnx_meta import OnnxSummary, read_onnx_summary
+
+_AUTO_PROVIDERS = ("CUDAExecutionProvider",)
+
+
+class OrtBackend(Backend):
+    """Inference with onnxruntime. providers: list of EP names (default: CUDA if available, then CPU);
+    threads: intra-op threads (default: the CPUs this process may use)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, template_path: str | Path, search_path: str | Path, providers=None,
+                 threads: int | None = None):
+        self.template_path, self.search_path = Path(template_path), Path(search_path)
+        t_sum, t_meta = _read_graph(self.template_path, "template")
+        s_sum, s_meta = _read_graph(self.search_path, "search")
+        _check_pair(t_meta, s_meta, self.template_path, self.search_path)
+        self.meta = s_meta
+        self.template_meta = t_meta
+        self.spec = s_meta.spec
+        self.tracker_config = s_meta.tracker
+        self.flavour = s_meta.xcorr
+        self.random_weights = s_meta.extra.get(META_RANDOM) == "true"
+        ort = _import_ort()
+        self.providers = _choose_providers(ort, providers)
+        self.threads = threads or _usable_cpus()
+        self._template = _open_session(ort, self.template_path, t_sum, self.providers, self.threads)
+        self._search = _open_session(ort, self.search_path, s_sum, self.providers, self.threads)
+        self.max_batch = _check_io(self._template, self._search, self.spec, self.template_path,
+                                   self.search_path)
+        self._kernel_names = list(self.spec.kernel_names)
+        self._head_names = [CLS_OUTPUT, LOC_OUTPUT]
+        self._uses_custom_op = (XCORR_DOMAIN, XCORR_OP) in s_sum.custom_ops
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, precision: str = "fp32", flavour: str | None = "standard",
+                 providers=None, threads: int | None = None) -> "OrtBackend":
+        """Open ``folder/template.<precision>.<flavour>.onnx`` and its search twin. flavour None picks
+        "standard" when present, else "plugin"."""
+        folder = Path(folder)
+        flavours = (flavour,) if flavour else ("standard", "plugin")
+        for fl in flavours:
+            if fl not in XCORR_FLAVOURS:
+                raise InputError(f"flavour {fl!r}: expected one of {', '.join(XCORR_FLAVOURS)}")
+            t = folder / artifact_name("template", precision, fl, "onnx")
+            s = folder / artifact_name("search", precision, fl, "onnx")
+            if t.is_file() and s.is_file():
+                return cls(t, s, providers=providers, threads=threads)
+        present = sorted(p.name for p in folder.glob("*.onnx")) if folder.is_dir() else []
+        wanted = " or ".join(f"template/search.{precision}.{fl}.onnx" for fl in flavours)
+        raise ContractError(f"{folder}: no {wanted} pair (found: {', '.join(present) or 'no .onnx files'}); "
+                            "export the model into this folder (siamtrack export --out ...) or pick another "
+                            "--precision/--flavour")
+
+    def _template_impl(self, crops: np.ndarray) -> Kernels:
+        arrays = self._run(self._template, self._kernel_names, {TEMPLATE_INPUT: crops}, "template")
+        return Kernels(crops.shape[0], tuple(arrays))
+
+    def _search_impl(self, crops: np.ndarray, kernels: Kernels) -> tuple[np.ndarray, np.ndarray]:
+        if kernels.arrays is None:
+            raise InputError(f"{self.name}: these kernels live on another backend's device; run the "
+                             "template with this backend")
+        self.check_kernels(kernels.arrays)
+        feed = {SEARCH_INPUT: crops}
+        feed.update(zip(self._kernel_names, kernels.arrays))
+        cls, loc = self._run(self._search, self._head_names, feed, "search")
+        return cls, loc
+
+    def _run(self, session, names, feed, what) -> list[np.ndarray]:
+        if self._uses_custom_op:
+            from runtime.backends.onnxrt_ops import OP_ERRORS
+
+            OP_ERRORS.clear()
+        feed = {k: np.ascontiguousarray(v) for k, v in feed.items()}  # no copy when already contiguous
+        outputs = session.run(names, feed)
+        if self._uses_custom_op and OP_ERRORS:
+            raise ContractError(f"{self.search_path}: the {XCORR_OP} op rejected its inputs "
+                                f"({OP_ERRORS[0]}); the graph does not match its metadata; re-export it")
+        return outputs
+
+    def close(self) -> None:
+        self._template = self._search = None
+
+
+# ------------------------------------------------------------------------------------------------
+# opening and validating
+
+
+def _read_graph(path: Path, role: str) -> tuple[OnnxSummary, GraphMeta]:
+    summary = read_onnx_summary(path)
+    meta = GraphMeta.from_props(summary.metadata, where=str(path))
+    if meta.graph != role:
+        raise ContractError(f"{path}: this is a {meta.graph} graph but was given as the {role} graph; "
+                            f"pass template.*.onnx and search.*.onnx in that order")
+    unknown = [f"{d}::{op}" for d, op in summary.custom_ops if (d, op) != (XCORR_DOMAIN, XCORR_OP)]
+    if unknown:
+        raise ContractError(f"{path}: holds custom ops this runtime does not implement ({', '.join(unknown)}); "
+                            f"only {XCORR_DOMAIN}::{XCORR_OP} is supported")
+    return summary, meta
+
+
+def _check_pair(t: GraphMeta, s: GraphMeta, t_path: Path, s_path: Path) -> None:
+    if t.source_sha256 != s.source_sha256 or t.export_id != s.export_id:
+        raise ContractError(
+            f"{t_path} and {s_path} come from different exports (checkpoint sha256 {t.source_sha256[:12]} vs "
+            f"{s.source_sha256[:12]}, export id {t.export_id} vs {s.export_id}); the template kernels would "
+            "not fit the search graph. Use the two files written by one `siamtrack export` run")
+    if t.spec != s.spec:
+        raise ContractError(f"{t_path} and {s_path} describe different models ({t.spec} vs {s.spec}); "
+                            "use the pair written by one export")
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise BackendUnavailable(f"onnxruntime is not installed ({err}); pip install onnxruntime "
+                                 "(onnxruntime-gpu on a CUDA machine)") from None
+    return ort
+
+
+def _choose_providers(ort, requested) -> list[str]:
+    available = ort.get_available_providers()
+    if requested is None:
+        return [p for p in _AUTO_PROVIDERS if p in available] + ["CPUExecutionProvider"]
+    requested = [requested] if isinstance(requested, str) else list(requested)
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise BackendUnavailable(f"onnxruntime here has no {', '.join(missing)} (available: "
+                                 f"{', '.join(available)}); install the matching onnxruntime build or pick "
+                                 "another provider")
+    return requested
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def _open_session(ort, path: Path, summary: OnnxSummary, providers: list[str], threads: int):
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+    if (XCORR_DOMAIN, XCORR_OP) in summary.custom_ops:
+        from runtime.backends.onnxrt_ops import register_xcorr_op
+
+        opts.register_custom_ops_library(register_xcorr_op())
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as err:  # ORT raises its own exception types for unreadable or invalid graphs
+        raise ContractError(f"{path}: ONNX Runtime cannot load this graph ({type(err).__name__}: "
+                            f"{str(err).strip()[:300]}); re-export it (siamtrack export)") from None
+
+
+def _check_io(template, search, spec, t_path: Path, s_path: Path) -> int | None:
+    """Compare the sessions' inputs/outputs with the ModelSpec; returns the largest batch accepted
+    (None when the batch axis is dynamic)."""
+    n_dims = []
+    expected = [
+        (template.get_inputs(), t_path, "input", [(TEMPLATE_INPUT, spec.template_shape())]),
+        (template.get_outputs(), t_path, "output", [(k, spec.kernel_shape()) for k in spec.kernel_names]),
+        (search.get_inputs(), s_path, "input", [(SEARCH_INPUT, spec.search_shape())]
+         + [(k, spec.kernel_shape()) for k in spec.kernel_names]),
+        (search.get_outputs(), s_path, "output", [(CLS_OUTPUT, spec.cls_shape()), (LOC_OUTPUT, spec.loc_shape())]),
+    ]
+    for args, path, kind, wanted in expected:
+        got = {a.name: a for a in args}
+        if sorted(got) != sorted(name for name, _ in wanted):
+            raise ContractError(f"{path}: graph {kind}s are {sorted(got)}, expected {sorted(n for n, _ in wanted)} "
+                                "(runtime/contract.py); re-export with this version of the project")
+        for name, shape in wanted:
+            arg = got[name]
+            dims = list(arg.shape)
+            if arg.type != "tensor(float)" or len(dims) != 4 or any(
+                    isinstance(d, int) and d != want for d, want in zip(dims[1:], shape[1:])):
+                raise ContractError(f"{path}: {kind} {name} is {arg.type} {dims}, expected tensor(float) "
+                                    f"[N, {', '.join(map(str, shape[1:]))}]; the graph does not match its metadata")
+            n_dims.append(dims[0])
+    fixed = [d for d in n_dims if isinstance(d, int) and d > 0]
+    return min(fixed) if fixed else None

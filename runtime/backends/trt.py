@@ -1,0 +1,409 @@
+"""TensorRT backend: two engines (template, search), one stream, buffers allocated once.
+
+Reads top to bottom like NVIDIA's Python samples: check the sidecars, check the GPU, load the plugin
+library, deserialize, bind every tensor to a buffer allocated once for the largest batch, then per
+frame copy in, ``execute_async_v3``, copy out, synchronise. The template kernels are written by the
+template engine straight into the search engine's input buffers and stay on the device between
+frames. The search step (copy in, execute, copy out) is captured into a CUDA graph after one plain
+run and replayed while the target count stays the same; where capture fails it runs plainly
+(TensorRT-RTX instead replays its own built-in CUDA graphs).
+
+Works with TensorRT 10.x, 11.x and TensorRT-RTX: everything used here (the name-based tensor API,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) is common to all of them; the
+product module is the one named in the engine's sidecar. TensorRT is imported only after
+``runtime.gpu.gpu_status()`` says a GPU is usable: TensorRT's Runtime without a GPU crashes the process.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import Backend, Kernels
+from runtime.contract import ModelSpec, TrackerConfig, artifact_name, sha256_file
+from runtime.engine_meta import PRODUCTS, CurrentEnv, EngineSidecar, check_fresh, read_sidecar, stale_message
+from runtime.errors import BackendUnavailable, ContractError, InputError
+
+
+def import_product(product: str):
+    """The TensorRT Python module for ``product`` ("tensorrt" or "tensorrt_rtx")."""
+    if product not in PRODUCTS:
+        raise ContractError(f"unknown TensorRT product {product!r}; expected one of {', '.join(PRODUCTS)}")
+    try:
+        return importlib.import_module(product)
+    except ImportError as exc:
+        hint = ("install TensorRT (JetPack ships it; on a desktop `pip install tensorrt`)" if product == "tensorrt"
+                else "pip install tensorrt-rtx-cu12")
+        raise BackendUnavailable(f"Python module {product!r} cannot be imported ({exc}); {hint}") from None
+
+
+_LOADED_PLUGINS: dict[tuple[str, str], object] = {}
+
+
+def load_plugin_library(trt, path: str | Path):
+    """Register the creators of a plugin shared library with TensorRT's plugin registry, once per process
+    (the registry refuses a second registration of the same creators)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContractError(f"plugin library {path} does not exist; build it (engines/plugin, see README) "
+                            "or use the standard-op engines (--flavour standard)")
+    key = (trt.__name__, str(path.resolve()))
+    if key in _LOADED_PLUGINS:
+        return _LOADED_PLUGINS[key]
+    registry = trt.get_plugin_registry()
+    if hasattr(registry, "load_library"):  # TensorRT >= 10.0 and TensorRT-RTX
+        handle = registry.load_library(str(path))
+        if handle is None:
+            raise ContractError(f"TensorRT could not load plugin library {path}: it registers no plugin, or "
+                                "its plugins are already registered from another file (see TensorRT's log above)")
+    else:
+        try:
+            handle = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            raise ContractError(f"plugin library {path} cannot be loaded: {exc}") from None
+    _LOADED_PLUGINS[key] = handle
+    return handle
+
+
+def require_gpu(what: str) -> None:
+    """Raise BackendUnavailable unless a GPU is usable; constructs no TensorRT object."""
+    from runtime.gpu import gpu_status
+
+    available, reason = gpu_status()
+    if not available:
+        raise BackendUnavailable(f"{what} needs an NVIDIA GPU: {reason}. Use --backend onnxruntime here.")
+
+
+class EngineSession:
+    """One deserialized engine and its execution context, addressed by tensor name."""
+
+    def __init__(self, trt, runtime, path: Path, builtin_cuda_graph: bool = False):
+        self.path = path
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise ContractError(f"{path}: TensorRT could not deserialize this engine (see its log above); "
+                                "rebuild it on this machine with `python -m engines.build`")
+        # TensorRT-RTX captures and replays CUDA graphs itself (IRuntimeConfig.cuda_graph_strategy); its
+        # manual stream capture would need engines built with REQUIRE_USER_ALLOCATION.
+        self.builtin_cuda_graph = (builtin_cuda_graph and hasattr(trt, "CudaGraphStrategy")
+                                   and hasattr(self.engine, "create_runtime_config"))
+        if self.builtin_cuda_graph:
+            config = self.engine.create_runtime_config()
+            config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+            self.context = self.engine.create_execution_context(config)
+        else:
+            self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BackendUnavailable(f"{path}: TensorRT could not create an execution context (GPU memory?)")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.inputs = [n for n in names if is_input[n]]
+        self.outputs = [n for n in names if not is_input[n]]
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.max_batch = min(int(self.engine.get_tensor_profile_shape(n, 0)[2][0]) for n in self.inputs)
+
+    def set_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        for name, shape in shapes.items():
+            if not self.context.set_input_shape(name, tuple(shape)):
+                raise InputError(f"{self.path.name}: input {name} shape {tuple(shape)} is outside the "
+                                 "engine's optimisation profile; rebuild with a larger --max-batch")
+
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.context.get_tensor_shape(name))
+
+    def bind(self, name: str, ptr: int) -> None:
+        if not self.context.set_tensor_address(name, ptr):
+            raise BackendUnavailable(f"{self.path.name}: set_tensor_address({name}) was refused")
+
+    def enqueue(self, stream) -> None:
+        if not self.context.execute_async_v3(stream.ptr):
+            raise BackendUnavailable(f"{self.path.name}: execute_async_v3 failed (see TensorRT's log above)")
+
+    def close(self) -> None:
+        self.context = None
+        self.engine = None
+
+
+class _DeviceKernels:
+    """Kernels.device of this backend: which template run filled the device buffers, and a host copy
+    used to put them back if another template run has overwritten them since."""
+
+    __slots__ = ("owner", "generation", "host")
+
+    def __init__(self, owner, generation: int, host: tuple[np.ndarray, ...]):
+        self.owner, self.generation, self.host = owner, generation, host
+
+
+class TrtBackend(Backend):
+    """TensorRT inference over ``template.<p>.<f>.engine`` and ``search.<p>.<f>.engine``.
+
+    BUFFERS ARE ALLOCATED ONCE for the engines' largest batch and REUSED every frame; ``run_search``
+    returns copies, so callers own their arrays.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, template_engine: str | Path, search_engine: str | Path, *, check_onnx: bool = True,
+                 cuda_graph: bool = True):
+        self.template_path, self.search_path = Path(template_engine), Path(search_engine)
+        self._closed, self._graph, self._buffers = False, None, []
+        meta_t, meta_s = self._read_checked_sidecars(check_onnx)
+        self.spec = ModelSpec.from_json(meta_s.model_spec)
+        self.tracker_config = TrackerConfig.from_json(meta_s.tracker_config)
+        self.precision, self.flavour = meta_s.precision, meta_s.flavour
+        require_gpu(f"TensorRT engine {self.search_path}")
+        self._trt = import_product(meta_s.product)
+        self._check_machine(meta_t)
+        self._check_machine(meta_s)
+        if meta_s.plugin_library:
+            self._plugin = load_plugin_library(self._trt, self._plugin_path(meta_s))
+        self._runtime = self._trt.Runtime(self._trt.Logger(self._trt.Logger.WARNING))
+        self._template = EngineSession(self._trt, self._runtime, self.template_path)
+        self._search = EngineSession(self._trt, self._runtime, self.search_path, builtin_cuda_graph=cuda_graph)
+        self._check_io()
+        self.max_batch = min(self._template.max_batch, self._search.max_batch)
+        self._allocate_and_bind()
+        self._use_graph = cuda_graph and not self._search.builtin_cuda_graph
+        # True while frames are replayed from a CUDA graph (ours, or TensorRT-RTX's built-in one)
+        self.graph_active = self._search.builtin_cuda_graph
+        self._search_n = 0
+        self._generation = 0
+        self._loaded_generation = 0
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, *, precision: str = "fp32", flavour: str | None = None,
+                 **kwargs) -> "TrtBackend":
+        """Open ``template/search.<precision>.<flavour>.engine`` in ``folder`` (flavour None: plugin if
+        both its engines exist, else standard)."""
+        folder = Path(folder)
+        flavours = [flavour] if flavour else ["plugin", "standard"]
+        for flav in flavours:
+            paths = [folder / artifact_name(g, precision, flav, "engine") for g in ("template", "search")]
+            if all(p.is_file() for p in paths):
+                return cls(*paths, **kwargs)
+        wanted = ", ".join(artifact_name("search", precision, f, "engine") for f in flavours)
+        raise InputError(f"{folder}: no TensorRT engine pair for precision {precision} ({wanted} and its "
+                         f"template); build them with `python -m engines.build {folder} --precision {precision}`")
+
+    # --- loading -------------------------------------------------------------------------------
+    def _read_checked_sidecars(self, check_onnx: bool) -> tuple[EngineSidecar, EngineSidecar]:
+        """The pure checks: sidecars readable, a matching pair, plugin library and ONNX unchanged."""
+        for path in (self.template_path, self.search_path):
+            if not path.is_file():
+                raise InputError(f"{path}: engine file not found; build it with `python -m engines.build "
+                                 f"{path.parent}`")
+        meta_t, meta_s = read_sidecar(self.template_path), read_sidecar(self.search_path)
+        if (meta_t.graph, meta_s.graph) != ("template", "search"):
+            raise ContractError(f"{self.template_path.name} / {self.search_path.name}: the sidecars say graphs "
+                                f"{meta_t.graph!r} / {meta_s.graph!r}; pass the template engine first, then the search one")
+        if meta_t.export_id != meta_s.export_id:
+            raise ContractError(f"{self.template_path.name} and {self.search_path.name} come from different "
+                                f"exports ({meta_t.export_id} vs {meta_s.export_id}); their kernels do not fit. "
+                                "Rebuild both from one export with `python -m engines.build`.")
+        for path, meta in ((self.template_path, meta_t), (self.search_path, meta_s)):
+            env = CurrentEnv(meta.product, meta.product_version,
+                             onnx_sha256=self._onnx_sha(path, meta) if check_onnx else None,
+                             plugin_sha256=self._plugin_sha(meta))
+            reasons = check_fresh(meta, env)
+            if reasons:
+                raise ContractError(stale_message(path, reasons))
+        return meta_t, meta_s
+
+    def _plugin_path(self, meta: EngineSidecar) -> Path:
+        path = Path(meta.plugin_library)
+        return path if path.is_absolute() else self.search_path.parent / path
+
+    def _plugin_sha(self, meta: EngineSidecar) -> str | None:
+        if not meta.plugin_library:
+            return None
+        path = self._plugin_path(meta)
+        if not path.is_file():
+            raise ContractError(f"{self.search_path}: the engine needs plugin library {path}, which is missing. "
+                                "Build the plugin (engines/plugin) or use the standard-op engines (--flavour standard).")
+        return sha256_file(path)
+
+    @staticmethod
+    def _onnx_sha(engine: Path, meta: EngineSidecar) -> str | None:
+        onnx = engine.parent / meta.onnx_file
+        return sha256_file(onnx) if onnx.is_file() else None
+
+    def _check_machine(self, meta: EngineSidecar) -> None:
+        from runtime.backends.cuda_mem import device_identity
+
+        gpu_name, cc = device_identity()
+        env = CurrentEnv(product=self._trt.__name__.split(".")[0], product_version=self._trt.__version__, gpu_name=gpu_name,
+                         compute_capability=cc)
+        reasons = check_fresh(meta, env)
+        if reasons:
+            path = self.template_path if meta.graph == "template" else self.search_path
+            raise ContractError(stale_message(path, reasons))
+
+    def _check_io(self) -> None:
+        spec, t, s = self.spec, self._template, self._search
+        expect = {"template inputs": (t.inputs, ["template"]), "template outputs": (t.outputs, list(spec.kernel_names)),
+                  "search inputs": (s.inputs, ["search", *spec.kernel_names]), "search outputs": (s.outputs, ["cls", "loc"])}
+        for what, (got, want) in expect.items():
+            if sorted(got) != sorted(want):
+                raise ContractError(f"engine {what} are {got}, the model expects {want}; rebuild from this export")
+        for sess in (t, s):
+            bad = {n: str(d) for n, d in sess.dtypes.items() if d != np.float32}
+            if bad:
+                raise ContractError(f"{sess.path.name}: I/O tensors {bad} are not float32; the contract keeps "
+                                    "graph inputs/outputs float32 (re-export the precision variant with float32 I/O)")
+
+    def _allocate_and_bind(self) -> None:
+        from runtime.backends import cuda_mem as cm
+
+        spec, b = self.spec, self.max_batch
+        self._stream = cm.Stream()
+        shapes = {"template": spec.template_shape(b), "search": spec.search_shape(b),
+                  "cls": spec.cls_shape(b), "loc": spec.loc_shape(b)}
+        shapes.update({k: spec.kernel_shape(b) for k in spec.kernel_names})
+        self._dev = {n: cm.DeviceBuffer(int(np.prod(s)) * 4) for n, s in shapes.items()}
+        self._host = {n: cm.PinnedArray(s) for n, s in shapes.items()}
+        self._buffers = [*self._dev.values(), *self._host.values()]
+        for sess in (self._template, self._search):
+            for name in sess.inputs + sess.outputs:
+                sess.bind(name, self._dev[name].ptr)
+
+    # --- inference -----------------------------------------------------------------------------
+    def _rows(self, name: str, n: int) -> int:
+        """Bytes of the first n rows of buffer ``name``."""
+        return int(np.prod(self._host[name].array.shape[1:])) * 4 * n
+
+    def _template_impl(self, crops: np.ndarray) -> Kernels:
+        from runtime.backends import cuda_mem as cm
+
+        n, names = crops.shape[0], self.spec.kernel_names
+        self._host["template"].array[:n] = crops
+        self._template.set_input_shapes({"template": crops.shape})
+        cm.copy_htod(self._dev["template"], self._host["template"], self._rows("template", n), self._stream)
+        self._template.enqueue(self._stream)
+        for k in names:  # a host copy, only to restore these kernels if another template run replaces them
+            cm.copy_dtoh(self._host[k], self._dev[k], self._rows(k, n), self._stream)
+        self._stream.synchronize()
+        self._generation += 1
+        self._loaded_generation = self._generation
+        host = tuple(self._host[k].array[:n].copy() for k in names)
+        return Kernels(n, arrays=None, device=_DeviceKernels(self, self._generation, host))
+
+    def _search_impl(self, crops: np.ndarray, kernels: Kernels) -> tuple[np.ndarray, np.ndarray]:
+        n = crops.shape[0]
+        self._load_kernels(kernels)
+        self._host["search"].array[:n] = crops
+        if n != self._search_n:
+            self._set_search_batch(n)
+            self._enqueue_search(n)  # TensorRT wants one plain run after a shape change before capture
+        elif self._graph is not None:
+            self._graph.launch(self._stream)
+        else:
+            self._enqueue_search(n)
+            self._try_capture(n)
+        self._stream.synchronize()
+        return self._host["cls"].array[:n].copy(), self._host["loc"].array[:n].copy()
+
+    def _load_kernels(self, kernels: Kernels) -> None:
+        from runtime.backends import cuda_mem as cm
+
+        dk = kernels.device
+        if not isinstance(dk, _DeviceKernels) or dk.owner is not self:
+            raise InputError("tensorrt: these kernels were not made by this backend's run_template")
+        if dk.generation == self._loaded_generation:
+            return
+        for name, arr in zip(self.spec.kernel_names, dk.host):
+            self._host[name].array[:kernels.n] = arr
+            cm.copy_htod(self._dev[name], self._host[name], self._rows(name, kernels.n), self._stream)
+        self._loaded_generation = dk.generation
+
+    def _set_search_batch(self, n: int) -> None:
+        self._drop_graph()
+        shapes = {"search": self.spec.search_shape(n)}
+        shapes.update({k: self.spec.kernel_shape(n) for k in self.spec.kernel_names})
+        self._search.set_input_shapes(shapes)
+        self._search_n = n
+
+    def _enqueue_search(self, n: int) -> None:
+        from runtime.backends import cuda_mem as cm
+
+        cm.copy_htod(self._dev["search"], self._host["search"], self._rows("search", n), self._stream)
+        self._search.enqueue(self._stream)
+        for name in ("cls", "loc"):
+            cm.copy_dtoh(self._host[name], self._dev[name], self._rows(name, n), self._stream)
+
+    def _try_capture(self, n: int) -> None:
+        from runtime.backends import cuda_mem as cm
+
+        ctx = self._search.context
+        if not self._use_graph or (hasattr(ctx, "is_stream_capturable") and not ctx.is_stream_capturable(self._stream.ptr)):
+            return
+        self._stream.synchronize()
+        try:
+            self._graph = cm.CudaGraph.capture(self._stream, lambda: self._enqueue_search(n))
+            self.graph_active = True
+        except BackendUnavailable:
+            self._use_graph = False  # this engine cannot be captured; plain execution from now on
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self.graph_active = False
+        self._graph = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if getattr(self, "_stream", None) is not None:
+            self._stream.synchronize()
+        self._drop_graph()
+        for buf in self._buffers:
+            buf.close()
+        self._buffers = []
+        for sess in (getattr(self, "_template", None), getattr(self, "_search", None)):
+            if sess is not None:
+                sess.close()
+        if getattr(self, "_stream", None) is not None:
+            self._stream.close()
+        self._runtime = None
+
+
+def run_engine(engine_path: str | Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run one engine once on host arrays (self-check and tests; allocates per call).
+
+    feeds: input name -> float32 array with the batch first. Returns output name -> float32 array.
+    """
+    from runtime.backends import cuda_mem as cm
+
+    engine_path = Path(engine_path)
+    meta = read_sidecar(engine_path)
+    require_gpu(f"running {engine_path.name}")
+    trt = import_product(meta.product)
+    if meta.plugin_library:
+        plugin = Path(meta.plugin_library)
+        load_plugin_library(trt, plugin if plugin.is_absolute() else engine_path.parent / plugin)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    sess = EngineSession(trt, runtime, engine_path)
+    stream, bufs = cm.Stream(), []
+    try:
+        sess.set_input_shapes({n: feeds[n].shape for n in sess.inputs})
+        host = {n: cm.PinnedArray(feeds[n].shape, sess.dtypes[n]) for n in sess.inputs}
+        host.update({n: cm.PinnedArray(sess.output_shape(n), sess.dtypes[n]) for n in sess.outputs})
+        dev = {n: cm.DeviceBuffer(h.nbytes) for n, h in host.items()}
+        bufs = [*host.values(), *dev.values()]
+        for n in sess.inputs:
+            host[n].array[...] = feeds[n]
+            cm.copy_htod(dev[n], host[n], host[n].nbytes, stream)
+        for n, d in dev.items():
+            sess.bind(n, d.ptr)
+        sess.enqueue(stream)
+        for n in sess.outputs:
+            cm.copy_dtoh(host[n], dev[n], host[n].nbytes, stream)
+        stream.synchronize()
+        return {n: host[n].array.astype(np.float32) for n in sess.outputs}
+    finally:
+        for b in bufs:
+            b.close()
+        stream.close()
+        sess.close()

@@ -1,0 +1,53 @@
+"""siamtrack latency: per-stage statistics, several runs in fresh processes, one table, JSON."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bench import latency, report
+
+
+def test_stage_stats_are_median_and_linear_percentiles_in_ms():
+    s = latency.stage_stats([0.001, 0.002, 0.003, 0.004])
+    assert s["median_ms"] == pytest.approx(2.5)
+    assert s["p90_ms"] == pytest.approx(3.7)      # numpy linear interpolation: 1 + 0.9 * 3
+    assert s["p99_ms"] == pytest.approx(3.97)
+    assert s["n"] == 4 and latency.stage_stats([]) == {}
+
+
+def test_wall_cpu_timer_separates_waiting_from_computing():
+    timer = latency.WallCpuTimer()
+    with timer.stage("sleep"):
+        time.sleep(0.05)
+    with timer.stage("sleep"):
+        time.sleep(0.05)
+    assert len(timer.samples["sleep"]) == 2 and min(timer.samples["sleep"]) >= 0.05
+    # sleeping costs (almost) no CPU; 25 ms of slack for a loaded machine's accounting granularity
+    assert max(timer.cpu_samples["sleep"]) < 0.025
+
+
+@pytest.mark.slow
+def test_two_runs_in_fresh_processes_give_one_table_with_ratios_and_json(tmp_path, capsys):
+    pytest.importorskip("torch", reason="the runs use the PyTorch backend")
+    out = tmp_path / "lat.json"
+    code = latency.main(["--run", "torch:alex", "--run", "torch:alex,seed=1,label=alex-seed1",
+                         "--run", "onnxruntime:/nonexistent/folder", "--iterations", "3", "--warmup", "1",
+                         "--template-iters", "2", "--size", "320x240", "--threads", "1", "--out", str(out)])
+    assert code == 1                                           # one run failed; the others are measured
+    table = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    first, second = data["runs"]["torch-alex-fp32-random0"], data["runs"]["alex-seed1"]
+    for r in (first, second):
+        for stage in ("crop", "preprocess", "template", "search", "postprocess", "track_e2e"):
+            st = r["stages"][stage]
+            assert st["median_ms"] > 0 and st["p90_ms"] >= st["median_ms"] and st["p99_ms"] >= st["p90_ms"]
+            assert st["cpu_median_ms"] >= 0
+        assert r["stages"]["track_e2e"]["n"] == 3 and r["stages"]["template"]["n"] == 2
+        # the child loaded torch and a model: its peak exceeds what it had before opening the backend
+        assert r["peak_rss_mib"] > r["rss_before_open_mib"] > 0
+        assert r["fps"] == pytest.approx(1000 / r["stages"]["track_e2e"]["median_ms"])
+    assert "error" in data["runs"]["onnxruntime-folder-fp32"]
+    assert "x first run" in table and "alex-seed1" in table and "## Errors" in table
+    assert report.latency_markdown(data) == table.rstrip("\n") + "\n"

@@ -1,0 +1,128 @@
+"""pysot's get_subwindow geometry, padding and resize, reproduced without building a padded frame."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.crop import crop_origin, crop_targets, get_subwindow, to_blob
+
+
+def _pysot_padded_subwindow(im, pos, model_sz, original_sz, avg_chans):
+    """Direct transcription of pysot's padding approach (whole padded frame, then slice), uint8 HWC."""
+    import cv2
+
+    sz = original_sz
+    c = (original_sz + 1) / 2
+    xmin = np.floor(pos[0] - c + 0.5)
+    xmax = xmin + sz - 1
+    ymin = np.floor(pos[1] - c + 0.5)
+    ymax = ymin + sz - 1
+    r, cols, k = im.shape
+    left, top = int(max(0.0, -xmin)), int(max(0.0, -ymin))
+    right, bottom = int(max(0.0, xmax - cols + 1)), int(max(0.0, ymax - r + 1))
+    xmin, xmax, ymin, ymax = xmin + left, xmax + left, ymin + top, ymax + top
+    if any([top, bottom, left, right]):
+        te = np.zeros((r + top + bottom, cols + left + right, k), np.uint8)
+        te[top:top + r, left:left + cols, :] = im
+        if top:
+            te[0:top, left:left + cols, :] = avg_chans
+        if bottom:
+            te[r + top:, left:left + cols, :] = avg_chans
+        if left:
+            te[:, 0:left, :] = avg_chans
+        if right:
+            te[:, cols + left:, :] = avg_chans
+        patch = te[int(ymin):int(ymax + 1), int(xmin):int(xmax + 1), :]
+    else:
+        patch = im[int(ymin):int(ymax + 1), int(xmin):int(xmax + 1), :]
+    if model_sz != original_sz:
+        patch = cv2.resize(patch, (model_sz, model_sz))
+    return patch
+
+
+def _coordinate_frame(height=60, width=80):
+    """Pixel (y, x) holds B=x, G=y, R=200, so a crop shows where it came from."""
+    frame = np.empty((height, width, 3), np.uint8)
+    frame[..., 0] = np.arange(width)[None, :]
+    frame[..., 1] = np.arange(height)[:, None]
+    frame[..., 2] = 200
+    return frame
+
+
+def _textured_frame(height=90, width=120, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("center, side, origin", [
+    (10.0, 5, 7),     # c = 3: floor(10 - 3 + 0.5) = 7
+    (10.0, 4, 8),     # c = 2.5: floor(8.0) = 8
+    (10.5, 4, 8),     # floor(8.5) = 8
+    (10.4, 5, 7),     # floor(7.9) = 7
+    (0.0, 5, -3),     # floor(-2.5) = -3
+])
+def test_crop_origin_is_floor_of_center_minus_half_side_plus_half(center, side, origin):
+    assert crop_origin(center, side) == origin
+
+
+def test_crop_without_resize_takes_the_pixels_at_the_computed_origin():
+    frame = _coordinate_frame()
+    patch = get_subwindow(frame, (30.0, 20.5), out_size=7, crop_side=7, avg_chans=(0, 0, 0))
+    # x origin floor(30 - 4 + 0.5) = 26, y origin floor(20.5 - 4 + 0.5) = 17
+    np.testing.assert_array_equal(patch[..., 0], np.tile(np.arange(26, 33), (7, 1)))
+    np.testing.assert_array_equal(patch[..., 1], np.tile(np.arange(17, 24)[:, None], (1, 7)))
+
+
+def test_padding_uses_the_mean_truncated_to_uint8():
+    frame = _coordinate_frame()
+    patch = get_subwindow(frame, (0.0, 0.0), out_size=5, crop_side=5, avg_chans=(127.9, 0.99, 254.5))
+    # origin (-3, -3): rows/columns 0..2 lie outside the frame
+    assert np.all(patch[:3, :, :] == (127, 0, 254)) and np.all(patch[:, :3, :] == (127, 0, 254))
+    np.testing.assert_array_equal(patch[3:, 3:, 0], [[0, 1], [0, 1]])
+
+
+@pytest.mark.parametrize("center", [
+    (40.0, 0.0), (40.0, 59.0), (0.0, 30.0), (79.0, 30.0),          # the four borders
+    (0.0, 0.0), (79.7, 0.2), (0.3, 59.6), (80.0, 60.0),             # corners (centre may sit at W, H)
+    (40.0, 30.0), (-5.0, 70.0),                                      # inside, and beyond two sides
+    (120.0, 30.0), (-40.0, -40.0),                                   # no overlap at all (small sides)
+])
+@pytest.mark.parametrize("side, out_size", [(31, 31), (30, 30), (33, 17), (50, 127), (201, 255), (12, 255)])
+def test_crop_equals_pysot_padded_frame_approach(center, side, out_size):
+    frame = _textured_frame(60, 80)
+    avg = np.mean(frame, axis=(0, 1))
+    ours = get_subwindow(frame, center, out_size, side, avg)
+    ref = _pysot_padded_subwindow(frame, np.array(center), out_size, side, avg)
+    assert ours.dtype == np.uint8 and ours.shape == (out_size, out_size, 3)
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_crop_larger_than_frame_on_every_side_equals_pysot():
+    frame = _textured_frame(40, 30)
+    avg = np.mean(frame, axis=(0, 1))
+    np.testing.assert_array_equal(get_subwindow(frame, (15.2, 19.9), 127, 97, avg),
+                                  _pysot_padded_subwindow(frame, np.array([15.2, 19.9]), 127, 97, avg))
+
+
+def test_crop_does_not_modify_or_alias_the_frame():
+    frame = _textured_frame()
+    before = frame.copy()
+    patch = get_subwindow(frame, (50.0, 40.0), 9, 9, (1, 2, 3))   # fully inside, no resize
+    np.testing.assert_array_equal(frame, before)
+    assert not np.shares_memory(patch, frame)
+
+
+def test_crop_targets_stacks_per_target_crops():
+    frame = _textured_frame()
+    centers = np.array([[10.0, 10.0], [100.0, 70.0]])
+    avgs = np.array([[1.0, 2.0, 3.0], [200.0, 100.0, 50.0]])
+    batch = crop_targets(frame, centers, 31, np.array([40, 23]), avgs)
+    assert batch.shape == (2, 31, 31, 3)
+    np.testing.assert_array_equal(batch[1], get_subwindow(frame, centers[1], 31, 23, avgs[1]))
+
+
+def test_to_blob_is_nchw_float32_bgr_without_normalisation():
+    patches = np.zeros((2, 4, 4, 3), np.uint8)
+    patches[1, 2, 3] = (10, 20, 255)
+    blob = to_blob(patches)
+    assert blob.shape == (2, 3, 4, 4) and blob.dtype == np.float32 and blob.flags.c_contiguous
+    assert tuple(blob[1, :, 2, 3]) == (10.0, 20.0, 255.0)

@@ -1,0 +1,369 @@
+"""The real engine-build code (engines.build) run against TensorRT-RTX's CPU-only AOT builder.
+
+Product exercised: ``tensorrt_rtx`` (TensorRT for RTX), whose Builder / strongly typed network /
+OnnxParser / builder config / build_serialized_network mirror TensorRT's. It cannot deserialize or run
+what it builds here (no GPU), and it has no plugin layers; TensorRT 10.x/11.x itself is not installable
+on this machine, so nothing here proves full TensorRT's behaviour.
+
+The tiny graphs below follow the contract (input/output names, metadata) with a 4-channel model; the
+standard twin of the search graph comes from export.xcorr_op.expand_xcorr_nodes, the production path.
+Other engine tests import the graph builders from this module.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from runtime.contract import META_PRECISION, META_XCORR, GraphMeta, ModelSpec, TrackerConfig
+from runtime.engine_meta import RTX_DEFAULT_TARGETS, EngineBuildOptions, read_sidecar
+from runtime.errors import ContractError, InputError
+
+TINY = ModelSpec(variant="tiny", exemplar_size=8, instance_size=16, score_size=11, anchor_num=1,
+                 levels=("",), kernel_channels=4, kernel_size=4)
+
+
+# --- tiny contract graphs (onnx.helper) ------------------------------------------------------------
+def _vi(name, shape, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def _model(graph, graph_name, flavour, precision="fp32", export_id="tiny-1", domains=()):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]
+                              + [helper.make_opsetid(d, 1) for d in domains])
+    meta = GraphMeta(graph=graph_name, spec=TINY, tracker=TrackerConfig(), source_sha256="0" * 64,
+                     export_id=export_id, xcorr=flavour, precision=precision)
+    for key, value in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def tiny_template(seed=0, batch="N"):
+    """template (N,3,8,8) -> kernel_cls, kernel_loc (N,4,4,4): one 5x5 Conv each."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 3, 5, 5)) * 0.1).astype(np.float32), n)
+             for n in ("w_kc", "w_kl")]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["template", "w_kc"], ["kernel_cls"]),
+         helper.make_node("Conv", ["template", "w_kl"], ["kernel_loc"])], "template",
+        [_vi("template", [batch, 3, 8, 8])], [_vi("kernel_cls", [batch, 4, 4, 4]), _vi("kernel_loc", [batch, 4, 4, 4])],
+        inits)
+    return _model(graph, "template", "standard")
+
+
+def tiny_search_plugin(seed=1):
+    """search (N,3,16,16) + kernels -> cls (N,2,11,11), loc (N,4,11,11), xcorr as siamrpn::DepthwiseXCorr."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.1).astype(np.float32), "w_s"),
+             numpy_helper.from_array(rng.standard_normal((2, 4, 1, 1)).astype(np.float32), "w_c"),
+             numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w_l")]
+    nodes = [helper.make_node("Conv", ["search", "w_s"], ["feat"]),
+             helper.make_node("DepthwiseXCorr", ["feat", "kernel_cls"], ["xc"], domain="siamrpn", name="xc_cls"),
+             helper.make_node("DepthwiseXCorr", ["feat", "kernel_loc"], ["xl"], domain="siamrpn", name="xc_loc"),
+             helper.make_node("Conv", ["xc", "w_c"], ["cls"]),
+             helper.make_node("Conv", ["xl", "w_l"], ["loc"])]
+    graph = helper.make_graph(
+        nodes, "search",
+        [_vi("search", ["N", 3, 16, 16]), _vi("kernel_cls", ["N", 4, 4, 4]), _vi("kernel_loc", ["N", 4, 4, 4])],
+        [_vi("cls", ["N", 2, 11, 11]), _vi("loc", ["N", 4, 11, 11])], inits,
+        value_info=[_vi("feat", ["N", 4, 14, 14]), _vi("xc", ["N", 4, 11, 11]), _vi("xl", ["N", 4, 11, 11])])
+    return _model(graph, "search", "plugin", domains=("siamrpn",))
+
+
+def set_meta(model, key, value):
+    for entry in model.metadata_props:
+        if entry.key == key:
+            entry.value = value
+    return model
+
+
+def tiny_search_standard(seed=1):
+    from export.xcorr_op import expand_xcorr_nodes
+
+    return set_meta(expand_xcorr_nodes(tiny_search_plugin(seed)), META_XCORR, "standard")
+
+
+def _rename_uses(graph, old, new):
+    for node in graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+        for attr in node.attribute:
+            if attr.type == attr.GRAPH:
+                _rename_uses(attr.g, old, new)
+
+
+def _to_half(graph):
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    for vi in list(graph.value_info) + list(graph.output):
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == attr.GRAPH:
+                _to_half(attr.g)
+
+
+def to_fp16(model):
+    """Every float tensor float16 inside, float32 graph inputs/outputs (Casts at the edges)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    outputs = [o.name for o in g.output]
+    _to_half(g)
+    for o in g.output:
+        o.type.tensor_type.elem_type = TensorProto.FLOAT
+    casts_in = []
+    for i in g.input:
+        _rename_uses(g, i.name, i.name + "_h")
+        casts_in.append(helper.make_node("Cast", [i.name], [i.name + "_h"], to=TensorProto.FLOAT16))
+    for node in g.node:
+        node.output[:] = [o + "_h" if o in outputs else o for o in node.output]
+    nodes = casts_in + list(g.node) + [helper.make_node("Cast", [n + "_h"], [n], to=TensorProto.FLOAT) for n in outputs]
+    del g.node[:]
+    g.node.extend(nodes)
+    return set_meta(out, META_PRECISION, "fp16")
+
+
+def to_qdq_template(model):
+    """INT8 Q/DQ (symmetric, per tensor) on the template input and on every Conv weight."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    weights = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    inits = [numpy_helper.from_array(np.array(255 / 127, np.float32), "s_in"),
+             numpy_helper.from_array(np.array(0, np.int8), "zp")]
+    nodes = [helper.make_node("QuantizeLinear", ["template", "s_in", "zp"], ["template_q"]),
+             helper.make_node("DequantizeLinear", ["template_q", "s_in", "zp"], ["template_dq"])]
+    for node in list(g.node):
+        w = weights[node.input[1]]
+        scale = float(np.abs(w).max() / 127)
+        inits += [numpy_helper.from_array(np.clip(np.round(w / scale), -127, 127).astype(np.int8), node.input[1] + "_q"),
+                  numpy_helper.from_array(np.array(scale, np.float32), node.input[1] + "_s")]
+        nodes.append(helper.make_node("DequantizeLinear", [node.input[1] + "_q", node.input[1] + "_s", "zp"],
+                                      [node.input[1] + "_dq"]))
+        nodes.append(helper.make_node("Conv", ["template_dq", node.input[1] + "_dq"], list(node.output)))
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    return set_meta(out, META_PRECISION, "int8")
+
+
+def write_tiny_folder(folder, fp16=False, int8=False, plugin=True):
+    """The tiny export as the export stage lays it out: <graph>.<precision>.<flavour>.onnx."""
+    folder.mkdir(parents=True, exist_ok=True)
+    template, search = tiny_template(), tiny_search_standard()
+    models = {"template.fp32.standard.onnx": template, "search.fp32.standard.onnx": search}
+    if plugin:
+        models["template.fp32.plugin.onnx"] = set_meta(tiny_template(), META_XCORR, "plugin")
+        models["search.fp32.plugin.onnx"] = tiny_search_plugin()
+    if fp16:
+        models["template.fp16.standard.onnx"] = to_fp16(template)
+        models["search.fp16.standard.onnx"] = to_fp16(search)
+    if int8:
+        models["template.int8.standard.onnx"] = to_qdq_template(template)
+    for name, model in models.items():
+        onnx.save(model, str(folder / name))
+    return folder
+
+
+# --- tests -----------------------------------------------------------------------------------------
+# A mark, not importorskip: other test modules import the graph builders above on machines without RTX.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
+                                reason="TensorRT-RTX (pip install tensorrt-rtx-cu12) provides the CPU builder")
+
+
+def _build_main(folder, *extra, capsys):
+    from engines.build import main
+
+    rc = main([str(folder), "--product", "tensorrt_rtx", "--json", *extra])
+    report = json.loads(capsys.readouterr().out)
+    return rc, {row["engine"]: row for row in report["engines"]}
+
+
+@pytest.fixture()
+def tiny_folder(tmp_path):
+    return write_tiny_folder(tmp_path / "tiny")
+
+
+def test_rtx_builds_the_fp32_standard_pair_without_a_gpu(tiny_folder, capsys):
+    rc, rows = _build_main(tiny_folder, "--max-batch", "3", "--opt-batch", "2", capsys=capsys)
+    assert rc == 0
+    for graph in ("template", "search"):
+        assert rows[f"{graph}.fp32.standard.engine"]["status"].startswith("built"), rows
+        engine = tiny_folder / f"{graph}.fp32.standard.engine"
+        meta = read_sidecar(engine)
+        assert engine.stat().st_size == meta.engine_bytes > 0
+        assert (meta.product, meta.graph, meta.precision, meta.flavour) == ("tensorrt_rtx", graph, "fp32", "standard")
+        assert meta.runs_on == RTX_DEFAULT_TARGETS and meta.gpu_name == ""
+        assert ModelSpec.from_json(meta.model_spec) == TINY
+    search = read_sidecar(tiny_folder / "search.fp32.standard.engine")
+    assert search.profile["search"] == [(1, 3, 16, 16), (2, 3, 16, 16), (3, 3, 16, 16)]
+    assert search.profile["kernel_loc"] == [(1, 4, 4, 4), (2, 4, 4, 4), (3, 4, 4, 4)]
+    assert search.io_dtypes == {n: "float32" for n in ("search", "kernel_cls", "kernel_loc", "cls", "loc")}
+
+
+def test_second_build_rebuilds_nothing(tiny_folder, capsys):
+    _build_main(tiny_folder, capsys=capsys)
+    engine = tiny_folder / "search.fp32.standard.engine"
+    before = engine.stat().st_mtime_ns
+    rc, rows = _build_main(tiny_folder, capsys=capsys)
+    assert rc == 0 and {r["action"] for r in rows.values() if "standard" in r["engine"]} == {"fresh"}
+    assert engine.stat().st_mtime_ns == before
+
+
+def test_changed_onnx_rebuilds_only_its_engine(tiny_folder, capsys):
+    _build_main(tiny_folder, capsys=capsys)
+    onnx.save(tiny_search_standard(seed=7), str(tiny_folder / "search.fp32.standard.onnx"))
+    _, rows = _build_main(tiny_folder, capsys=capsys)
+    assert rows["template.fp32.standard.engine"]["action"] == "fresh"
+    assert rows["search.fp32.standard.engine"]["action"] == "build"
+    assert "search.fp32.standard.onnx changed" in " ".join(rows["search.fp32.standard.engine"]["reasons"])
+
+
+def test_changed_max_batch_rebuilds_both(tiny_folder, capsys):
+    _build_main(tiny_folder, capsys=capsys)
+    _, rows = _build_main(tiny_folder, "--max-batch", "6", capsys=capsys)
+    for graph in ("template", "search"):
+        row = rows[f"{graph}.fp32.standard.engine"]
+        assert row["action"] == "build" and "max_batch 4 -> 6" in " ".join(row["reasons"])
+
+
+def test_plugin_search_graph_is_skipped_by_rtx_with_the_reason(tiny_folder, capsys):
+    rc, rows = _build_main(tiny_folder, "--flavour", "plugin", "--dry-run", capsys=capsys)
+    assert rc == 0
+    assert rows["template.fp32.plugin.engine"]["action"] == "skip"  # half a pair is not built
+    skipped = rows["search.fp32.plugin.engine"]
+    assert skipped["action"] == "skip" and "no plugin layers" in skipped["reasons"][0]
+
+
+def test_custom_op_graph_without_plugin_is_a_parser_error_naming_the_op(tiny_folder):
+    from engines import trt_compat
+    from engines.build import build_engine
+
+    with pytest.raises(ContractError, match="(?s)DepthwiseXCorr.*--plugin-lib"):
+        build_engine(tiny_folder / "search.fp32.plugin.onnx", tiny_folder / "x.engine",
+                     api=trt_compat.load("tensorrt_rtx"))
+    assert not (tiny_folder / "x.engine").exists()
+
+
+def test_missing_plugin_library_is_refused_before_parsing(tiny_folder):
+    from engines import trt_compat
+    from engines.build import build_engine
+
+    with pytest.raises(ContractError, match="plugin library .*libnothere.so does not exist"):
+        build_engine(tiny_folder / "search.fp32.plugin.onnx", tiny_folder / "x.engine",
+                     plugin_library=tiny_folder / "libnothere.so", api=trt_compat.load("tensorrt_rtx"))
+
+
+def test_a_library_without_plugins_is_refused_by_the_registry(tiny_folder):
+    """A real shared library that registers no plugin creator: TensorRT-RTX's registry returns None."""
+    import ctypes.util
+    from pathlib import Path
+
+    from engines import trt_compat
+    from engines.build import build_engine
+
+    libz = next((p for p in (Path("/lib/x86_64-linux-gnu/libz.so.1"), Path("/usr/lib/libz.so.1")) if p.is_file()), None)
+    if libz is None:
+        pytest.skip(f"no libz.so.1 found to load (ctypes finds {ctypes.util.find_library('z')})")
+    with pytest.raises(ContractError, match="could not load plugin library"):
+        build_engine(tiny_folder / "search.fp32.plugin.onnx", tiny_folder / "x.engine", plugin_library=libz,
+                     api=trt_compat.load("tensorrt_rtx"))
+
+
+def test_fixed_batch_graph_cannot_get_a_batch_profile(tmp_path):
+    from engines import trt_compat
+    from engines.build import build_engine
+
+    onnx.save(tiny_template(batch=1), str(tmp_path / "template.fp32.standard.onnx"))
+    with pytest.raises(ContractError, match="fixed batch 1"):
+        build_engine(tmp_path / "template.fp32.standard.onnx", tmp_path / "t.engine",
+                     EngineBuildOptions(max_batch=4), api=trt_compat.load("tensorrt_rtx"))
+
+
+def test_rtx_targets_are_recorded_and_unknown_ones_refused(tiny_folder, capsys):
+    from runtime.errors import BackendUnavailable
+
+    _build_main(tiny_folder, "--rtx-targets", "8.6", capsys=capsys)
+    assert read_sidecar(tiny_folder / "template.fp32.standard.engine").runs_on == ("8.6",)
+    from engines import trt_compat
+    from engines.build import build_engine
+
+    with pytest.raises(BackendUnavailable, match="7.2"):  # Xavier: no RTX target exists for it
+        build_engine(tiny_folder / "template.fp32.standard.onnx", tiny_folder / "t.engine",
+                     EngineBuildOptions(compute_targets=("7.2",)), api=trt_compat.load("tensorrt_rtx"))
+
+
+def test_bad_options_are_refused_before_any_work(tiny_folder):
+    from engines.build import main
+
+    with pytest.raises(InputError, match="--max-batch must be >= 1"):
+        main([str(tiny_folder), "--max-batch", "0"])
+    with pytest.raises(InputError, match="--precision"):
+        main([str(tiny_folder), "--precision", "fp8"])
+
+
+@pytest.mark.parametrize("graph, maker", [("template.fp16", lambda: to_fp16(tiny_template())),
+                                          ("search.fp16", lambda: to_fp16(tiny_search_standard())),
+                                          ("template.int8", lambda: to_qdq_template(tiny_template()))])
+def test_rtx_parser_accepts_strongly_typed_precision_graphs(tmp_path, graph, maker):
+    """Which precision graphs TensorRT-RTX's parser and AOT builder accept (reported to the lead): FP16
+    graphs with float32 I/O, and an INT8 Q/DQ convolution graph. Precision comes from the graph only."""
+    from engines import trt_compat
+    from engines.build import build_engine
+
+    path = tmp_path / f"{graph}.standard.onnx"
+    onnx.save(maker(), str(path))
+    info = build_engine(path, tmp_path / f"{graph}.standard.engine", api=trt_compat.load("tensorrt_rtx"))
+    assert info.sidecar.precision == graph.split(".")[1]
+    assert set(info.sidecar.io_dtypes.values()) == {"float32"}  # the contract keeps graph I/O float32
+
+
+@pytest.mark.slow
+def test_real_exported_standard_twin_and_its_int8_variant_build(tmp_path, capsys):
+    """The export stage's own standard twin of a random-weight AlexNet, and the calibration stage's INT8
+    Q/DQ variant of it (2 random calibration samples: only the graph structure matters here), through
+    the real build CLI."""
+    to_onnx = pytest.importorskip("export.to_onnx", reason="export.to_onnx (H5) not available")
+    out = tmp_path / "alex"
+    assert to_onnx.main(["--config", "alex", "--random-seed", "0", "--out", str(out), "--flavour", "standard",
+                         "--json"]) == 0
+    capsys.readouterr()
+    precisions = "fp32,int8" if _quantize_pair(out) else "fp32"
+    rc, rows = _build_main(out, "--max-batch", "2", "--precision", precisions, capsys=capsys)
+    assert rc == 0
+    for name in [f"{g}.{p}.standard.engine" for g in ("template", "search") for p in precisions.split(",")]:
+        assert rows[name]["status"].startswith("built"), rows
+        assert read_sidecar(out / name).precision == name.split(".")[1]
+
+
+def _quantize_pair(out) -> bool:
+    """INT8 variants via calibration.quantize (H8) when it is importable; False when it is not."""
+    try:
+        from calibration.quantize import quantize
+    except ImportError:
+        return False
+    import onnxruntime as ort
+
+    spec = read_meta(out / "search.fp32.standard.onnx").spec
+    rng = np.random.default_rng(0)
+    template_feeds = [{"template": rng.uniform(0, 255, spec.template_shape(1)).astype(np.float32)} for _ in range(2)]
+    quantize(out / "template.fp32.standard.onnx", template_feeds, out / "template.int8.standard.onnx", method="max")
+    sess = ort.InferenceSession(str(out / "template.fp32.standard.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    search_feeds = [{"search": rng.uniform(0, 255, spec.search_shape(1)).astype(np.float32),
+                     **dict(zip(names, sess.run(names, f)))} for f in template_feeds]
+    quantize(out / "search.fp32.standard.onnx", search_feeds, out / "search.int8.standard.onnx", method="max")
+    return True
+
+
+def read_meta(path):
+    model = onnx.load(str(path), load_external_data=False)
+    return GraphMeta.from_props({p.key: p.value for p in model.metadata_props})

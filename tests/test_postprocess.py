@@ -1,0 +1,135 @@
+"""Scores, decoding, penalties and selection, on outputs built so the answer is known by hand."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from runtime.anchors import anchor_table, cosine_window
+from runtime.contract import TrackerConfig
+from runtime.postprocess import decode_boxes, foreground_scores, penalties, select
+
+CFG = TrackerConfig()
+A, S = 5, 25
+K = A * S * S
+
+
+def _flat(a, i, j):
+    return a * S * S + i * S + j
+
+
+def test_foreground_score_is_softmax_of_bg_and_fg_channels():
+    cls = np.zeros((1, 2 * A, S, S), np.float32)
+    cls[0, A + 3, 4, 7] = math.log(3.0)        # fg of anchor 3 at row 4, column 7: 3/(1+3)
+    cls[0, 1, 0, 0] = math.log(4.0)            # bg of anchor 1 at (0, 0): 1/(4+1)
+    score = foreground_scores(cls)
+    assert score.shape == (1, K) and score.dtype == np.float32
+    assert score[0, _flat(3, 4, 7)] == pytest.approx(0.75, abs=1e-7)
+    assert score[0, _flat(1, 0, 0)] == pytest.approx(0.2, abs=1e-7)
+    assert score[0, _flat(0, 0, 0)] == pytest.approx(0.5, abs=1e-7)
+
+
+def test_foreground_score_survives_large_logits():
+    cls = np.zeros((1, 2 * A, S, S), np.float32)
+    cls[0, A] = 1000.0
+    assert np.all(foreground_scores(cls)[0, :S * S] == 1.0)
+
+
+def test_decode_uses_anchor_offsets_and_exp_sizes():
+    loc = np.zeros((1, 4 * A, S, S), np.float32)
+    a, i, j = 0, 12, 12                        # anchor 104x32 at the crop centre (0, 0)
+    loc[0, a, i, j] = 0.5                      # dx -> 0.5 * 104 = 52
+    loc[0, A + a, i, j] = -0.25                # dy -> -0.25 * 32 = -8
+    loc[0, 2 * A + a, i, j] = math.log(2.0)    # dw -> 2 * 104
+    loc[0, 3 * A + a, i, j] = 0.0              # dh -> 32
+    boxes = decode_boxes(loc, anchor_table(CFG))
+    assert boxes.shape == (1, 4, K) and boxes.dtype == np.float32
+    np.testing.assert_allclose(boxes[0, :, _flat(a, i, j)], [52.0, -8.0, 208.0, 32.0], rtol=1e-6)
+    # a zero delta gives the anchor itself: anchor 4 (32x96) at row 0, column 24 -> (96, -96)
+    np.testing.assert_array_equal(boxes[0, :, _flat(4, 0, 24)], [96.0, -96.0, 32.0, 96.0])
+
+
+def test_decode_and_select_leave_their_inputs_untouched():
+    rng = np.random.default_rng(3)
+    cls = rng.normal(size=(2, 2 * A, S, S)).astype(np.float32)
+    loc = rng.normal(size=(2, 4 * A, S, S)).astype(np.float32)
+    center, size = np.array([[50.0, 60.0], [10.0, 20.0]]), np.array([[30.0, 40.0], [12.0, 9.0]])
+    scale = np.array([1.5, 2.0])
+    copies = [x.copy() for x in (cls, loc, center, size, scale)]
+    select(cls, loc, center, size, scale, (100, 120), CFG, anchor_table(CFG), cosine_window(CFG))
+    for before, after in zip(copies, (cls, loc, center, size, scale)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_penalty_is_one_for_an_unchanged_box_and_matches_the_formula_otherwise():
+    boxes = np.zeros((1, 4, 2), np.float32)
+    boxes[0, 2:, 0] = 64.0                      # same size as the current target in crop pixels
+    boxes[0, 2:, 1] = (96.0, 48.0)              # wider and flatter
+    pen = penalties(boxes, np.array([[32.0, 32.0]]), np.array([2.0]), CFG)
+    assert pen[0, 0] == 1.0
+    # s = sqrt((96+72)(48+72)) / sqrt(128*128); r = (1)/(96/48) -> change 2; penalty exp(-(2s - 1) k)
+    s = math.sqrt(168 * 120) / 128
+    # rel 1e-7: the predicted side is computed in float32, as pysot does (float32 eps ~1.2e-7)
+    assert pen[0, 1] == pytest.approx(math.exp(-(2 * s - 1) * 0.05), rel=1e-7)
+
+
+def test_ties_go_to_the_first_index():
+    cls = np.zeros((1, 2 * A, S, S), np.float32)
+    loc = np.zeros((1, 4 * A, S, S), np.float32)
+    # a square target whose crop size equals anchor 2 (64x64): with loc = 0 only anchor 2 has
+    # penalty 1; the window is symmetric, so (12, 12) of anchor 2 wins
+    out = select(cls, loc, np.array([[50.0, 50.0]]), np.array([[32.0, 32.0]]), np.array([2.0]), (100, 100),
+                 CFG, anchor_table(CFG), cosine_window(CFG))
+    assert out.index[0] == _flat(2, 12, 12)
+    flat = np.zeros((1, 2 * A, S, S), np.float32)
+    window = np.ones(K)                         # every candidate scores the same: first index wins
+    out = select(flat, loc, np.array([[50.0, 50.0]]), np.array([[32.0, 32.0]]), np.array([2.0]), (100, 100),
+                 TrackerConfig(penalty_k=0.0), anchor_table(CFG), window)
+    assert out.index[0] == 0
+
+
+def _single_peak(a, i, j, logit=20.0, dx=0.0, dy=0.0):
+    cls = np.full((1, 2 * A, S, S), 0.0, np.float32)
+    cls[0, A:] = -20.0                          # foreground ~2e-9 everywhere ...
+    cls[0, A + a, i, j] = logit                 # ... except one candidate (score ~1)
+    loc = np.zeros((1, 4 * A, S, S), np.float32)
+    loc[0, a, i, j], loc[0, A + a, i, j] = dx, dy
+    return cls, loc
+
+
+def test_select_clips_centre_to_frame_edge_inclusive():
+    # anchor 2 (64x64) at column 24 (+96 crop px) with dx = 1 (+64): centre +160 crop px = +80 frame px
+    cls, loc = _single_peak(2, 12, 24, dx=1.0)
+    out = select(cls, loc, np.array([[95.0, 40.0]]), np.array([[32.0, 32.0]]), np.array([2.0]), (80, 100),
+                 CFG, anchor_table(CFG), cosine_window(CFG))
+    assert out.index[0] == _flat(2, 12, 24)
+    assert out.center_xy[0, 0] == 100.0 and out.center_xy[0, 1] == 40.0
+
+
+def test_select_clips_size_to_at_least_10_px_and_at_most_the_frame():
+    cls, loc = _single_peak(2, 12, 12)
+    # an 8x8 target at scale 8 is 64x64 crop px: the prediction keeps 8x8, below the 10 px floor
+    small = select(cls, loc, np.array([[20.0, 20.0]]), np.array([[8.0, 8.0]]), np.array([8.0]), (100, 100),
+                   CFG, anchor_table(CFG), cosine_window(CFG))
+    np.testing.assert_array_equal(small.size_wh, [[10.0, 10.0]])
+    # a 64x64 target in a 40x50 (H x W) frame is clipped to W=50 wide and H=40 high
+    big = select(cls, loc, np.array([[20.0, 20.0]]), np.array([[64.0, 64.0]]), np.array([1.0]), (40, 50),
+                 CFG, anchor_table(CFG), cosine_window(CFG))
+    np.testing.assert_array_equal(big.size_wh, [[50.0, 40.0]])
+
+
+def test_select_handles_each_target_independently():
+    rng = np.random.default_rng(5)
+    cls = rng.normal(size=(3, 2 * A, S, S)).astype(np.float32)
+    loc = (0.3 * rng.normal(size=(3, 4 * A, S, S))).astype(np.float32)
+    center = np.array([[50.0, 60.0], [10.0, 20.0], [90.0, 5.0]])
+    size = np.array([[30.0, 40.0], [12.0, 9.0], [50.0, 70.0]])
+    scale = np.array([1.5, 2.0, 0.7])
+    both = select(cls, loc, center, size, scale, (100, 120), CFG, anchor_table(CFG), cosine_window(CFG))
+    for n in range(3):
+        one = select(cls[n:n + 1], loc[n:n + 1], center[n:n + 1], size[n:n + 1], scale[n:n + 1], (100, 120),
+                     CFG, anchor_table(CFG), cosine_window(CFG))
+        np.testing.assert_array_equal(one.center_xy[0], both.center_xy[n])
+        np.testing.assert_array_equal(one.size_wh[0], both.size_wh[n])
+        assert one.score[0] == both.score[n] and one.index[0] == both.index[n]

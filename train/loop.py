@@ -1,0 +1,310 @@
+"""``siamtrack train``: train SiamRPN++ on annotated sequences (CPU by default, a GPU when present).
+
+Checkpoints are pysot-layout ``model.pth`` files (flat state_dict, pysot key names) beside the config
+they belong to, so every other stage (export, tracking) reads them like a pysot release. The training
+state (optimiser, step, random generators, loss history) is saved separately for ``--resume``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import InputError, SiamTrackError
+
+EPILOG = """\
+examples:
+  # the shipped default model: EfficientNet-Lite0 (ImageNet) + 2-level RPN, 400 generated sequences
+  siamtrack train --config lite0 --data synth:400 --steps 1500 --out artifacts/train/lite0
+  # your own sequences (folder + groundtruth.txt per sequence), resumed after an interruption
+  siamtrack train --config lite0 --data folder:/data/myseqs --out runs/a --resume
+  # the spatial-aware sampling ablation: the same run without search shift
+  siamtrack train --config lite0 --data synth:400 --search-shift 0 --out artifacts/train/shift0
+"""
+
+
+class TrainError(SiamTrackError):
+    """Bad training input: data without pairs, a resume from another run, ..."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run (its hash guards --resume)."""
+
+    config: str = "lite0"
+    data: tuple[str, ...] = ("synth:400",)
+    synth_frames: int = 40
+    steps: int = 1500
+    batch: int = 16
+    warmup_steps: int = 100
+    warmup_lr: float = 0.001
+    base_lr: float = 0.01
+    end_lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    grad_clip: float = 10.0
+    unfreeze_at: int | None = None          # step at which the backbone starts training (0.1 x LR)
+    backbone_lr_mult: float = 0.1
+    search_shift: float = 64.0              # spatial-aware sampling (pysot DATASET.SEARCH.SHIFT)
+    neg: float = 0.2
+    seed: int = 0
+    pretrained: bool = True
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    losses: list = field(default_factory=list)   # rows: step, total, cls, loc, lr
+    seconds: float = 0.0
+
+
+def load_sequences(specs, synth_frames: int, seed: int):
+    """``synth:N`` -> N generated TRAIN-split sequences; ``<format>:PATH`` -> bench.sequences readers."""
+    from bench.sequences import read_dataset
+    from bench.synth import TRAIN_SEEDS, SynthConfig, generate
+
+    sequences = []
+    for spec in specs:
+        kind, _, arg = spec.partition(":")
+        if kind == "synth":
+            try:
+                n = int(arg)
+            except ValueError:
+                raise TrainError(f"--data {spec}: expected synth:N with N a number of sequences") from None
+            cfg = SynthConfig(frames=synth_frames)
+            # train-split seeds only: test sequences (bench.synth TEST_SEEDS) are never trained on
+            start = TRAIN_SEEDS.start + 1000 * seed
+            sequences += [generate(start + i, cfg) for i in _progress(range(n), "generating sequences")]
+        else:
+            if not arg:
+                raise TrainError(f"--data {spec}: expected synth:N or FORMAT:PATH (folder, otb, got10k, lasot, ...)")
+            loaded = read_dataset(kind, arg)
+            for p in loaded.problems:
+                print(f"train: skipping {p.name}: {p.message}", file=sys.stderr)
+            sequences += loaded.sequences
+    return sequences
+
+
+def _progress(it, desc, **kw):
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, leave=False, disable=None, **kw)   # None: no bar when not on a terminal
+
+
+def build_training_model(cfg: TrainConfig):
+    """The network for ``cfg.config`` with its backbone's ImageNet weights (when it has shipped ones)."""
+    from export.config import resolve_config
+    from export.model import build_model
+
+    model_cfg = resolve_config(cfg.config)
+    model = build_model(model_cfg)
+    if cfg.pretrained and model_cfg.backbone.type == "efficientnet_lite0":
+        from export.model.efficientnet_lite import lite0_checkpoint_path, load_imagenet_lite0
+
+        load_imagenet_lite0(model.backbone, lite0_checkpoint_path())
+    return model_cfg, model
+
+
+def _param_groups(model, cfg: TrainConfig, backbone_trainable: bool):
+    head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    groups = [{"params": head, "lr_mult": 1.0}]
+    if backbone_trainable:
+        groups.append({"params": list(model.backbone.parameters()), "lr_mult": cfg.backbone_lr_mult})
+    return groups
+
+
+def _set_backbone_trainable(model, trainable: bool) -> None:
+    for p in model.backbone.parameters():
+        p.requires_grad_(trainable)
+
+
+def _make_optimizer(torch, model, cfg: TrainConfig, backbone_trainable: bool):
+    return torch.optim.SGD(_param_groups(model, cfg, backbone_trainable), lr=cfg.base_lr,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int = 10,
+          sequences=None, quiet: bool = False, checkpoint_every: int = 100,
+          stop_after: int | None = None) -> TrainState:
+    """Run (or continue) training; writes ``out_dir/model.pth``, ``config.yaml``, ``train_state.pt``,
+    ``losses.json`` and ``loss.png`` every ``checkpoint_every`` steps and at the end. ``stop_after``
+    ends the run early (with a checkpoint) at that step, as an interruption would. Returns the state."""
+    import torch
+
+    from export.checkpoint import save_checkpoint
+    from train.augment import SEARCH_AUG
+    from train.loss import siamrpn_loss
+    from train.pairs import PairConfig, PairSampler
+    from train.schedule import Schedule
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model_cfg, model = build_training_model(cfg)
+    if sequences is None:
+        sequences = load_sequences(cfg.data, cfg.synth_frames, cfg.seed)
+    pair_cfg = PairConfig(neg=cfg.neg, tracker=model_cfg.tracker,
+                          search_aug=dataclasses.replace(SEARCH_AUG, shift=cfg.search_shift))
+    sampler = PairSampler(sequences, pair_cfg)
+    schedule = Schedule(cfg.steps, cfg.warmup_steps, cfg.warmup_lr, cfg.base_lr, cfg.end_lr)
+    state = TrainState()
+    backbone_trainable = cfg.unfreeze_at is not None and cfg.unfreeze_at <= 0
+    state_path = out_dir / "train_state.pt"
+    if resume and state_path.exists():
+        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        if saved["digest"] != cfg.digest():
+            raise TrainError(f"{state_path}: this run was made with other settings ({saved['config']}); "
+                             "resume with the same options, or choose a new --out folder")
+        model.load_state_dict(saved["model"])
+        state = TrainState(**saved["state"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        backbone_trainable = cfg.unfreeze_at is not None and state.step >= cfg.unfreeze_at
+    _set_backbone_trainable(model, backbone_trainable)
+    optimizer = _make_optimizer(torch, model, cfg, backbone_trainable)
+    if resume and state_path.exists():
+        optimizer.load_state_dict(saved["optimizer"])
+    _write_config(model_cfg, out_dir)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=state.step, desc="train", disable=True if quiet else None, dynamic_ncols=True)
+    start = time.perf_counter() - state.seconds
+    while state.step < cfg.steps:
+        if cfg.unfreeze_at is not None and state.step == cfg.unfreeze_at and not backbone_trainable:
+            backbone_trainable = True
+            _set_backbone_trainable(model, True)
+            optimizer = _make_optimizer(torch, model, cfg, True)
+        lr = schedule.lr(state.step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        model.train()
+        model.backbone.eval()   # BN statistics stay ImageNet's / pysot's (its backbone BN runs in eval)
+        batch = sampler.batch(rng, cfg.batch)
+        t = {k: torch.from_numpy(v) for k, v in batch.items() if k not in ("box_xyxy", "negative")}
+        cls, loc = model.track_from_kernels(t["search"], model.template_kernels(t["template"]))
+        total, cls_loss, loc_loss = siamrpn_loss(cls, loc, t["label_cls"], t["label_loc"], t["label_loc_weight"])
+        if not torch.isfinite(total):
+            raise TrainError(f"step {state.step}: the loss became {total.item()}; lower --base-lr")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        state.losses.append([state.step, total.item(), float(cls_loss.detach()), float(loc_loss.detach()), lr])
+        state.step += 1
+        state.seconds = time.perf_counter() - start
+        bar.update(1)
+        if state.step % log_every == 0 or state.step == cfg.steps:
+            recent = np.array(state.losses[-log_every:])[:, 1:4].mean(axis=0)
+            bar.set_postfix(loss=f"{recent[0]:.3f}", cls=f"{recent[1]:.3f}", loc=f"{recent[2]:.3f}", lr=f"{lr:.4f}")
+        if state.step % checkpoint_every == 0 or state.step == cfg.steps or state.step == stop_after:
+            _checkpoint(torch, model, optimizer, state, rng, cfg, out_dir, save_checkpoint)
+        if state.step == stop_after:
+            break
+    bar.close()
+    return state
+
+
+def _write_config(model_cfg, out_dir: Path) -> None:
+    import shutil
+
+    if model_cfg.source:
+        tmp = out_dir / ".config.yaml.tmp"
+        shutil.copyfile(model_cfg.source, tmp)
+        os.replace(tmp, out_dir / "config.yaml")
+
+
+def _checkpoint(torch, model, optimizer, state, rng, cfg, out_dir: Path, save_checkpoint) -> None:
+    save_checkpoint(model, out_dir / "model.pth")
+    payload = {"digest": cfg.digest(), "config": dataclasses.asdict(cfg), "model": model.state_dict(),
+               "optimizer": optimizer.state_dict(), "state": dataclasses.asdict(state),
+               "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    tmp = out_dir / ".train_state.pt.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, out_dir / "train_state.pt")
+    tmp = out_dir / ".losses.json.tmp"
+    tmp.write_text(json.dumps({"config": dataclasses.asdict(cfg), "seconds": state.seconds,
+                               "columns": ["step", "total", "cls", "loc", "lr"], "rows": state.losses}))
+    os.replace(tmp, out_dir / "losses.json")
+    plot_losses(state.losses, out_dir / "loss.png")
+
+
+def plot_losses(rows, path: Path, window: int = 20) -> None:
+    """Total, classification and regression loss against step (moving average over ``window`` steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = np.array(rows)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for col, name in ((1, "total"), (2, "cls (x1.0)"), (3, "loc (x1.2 in total)")):
+        y = data[:, col]
+        if len(y) >= window:
+            y = np.convolve(y, np.ones(window) / window, mode="valid")
+        ax.plot(data[len(data) - len(y):, 0], y, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"loss (moving average, {window} steps)")
+    ax.set_title("SiamRPN++ training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="siamtrack train", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=d.config, help="built-in config name or pysot config.yaml (default lite0)")
+    p.add_argument("--data", action="append", help="synth:N or FORMAT:PATH (repeatable; default synth:400)")
+    p.add_argument("--synth-frames", type=int, default=d.synth_frames, help="frames per generated sequence")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--base-lr", type=float, default=d.base_lr)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--unfreeze-at", type=int, help="step at which the backbone starts training (default: frozen)")
+    p.add_argument("--search-shift", type=float, default=d.search_shift,
+                   help="max search-crop shift in px (spatial-aware sampling; 0 = centred targets)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-pretrained", action="store_true", help="start the backbone from random weights")
+    p.add_argument("--out", required=True, help="run folder (model.pth, config.yaml, loss.png, ...)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--stop-after", type=int, help="end (with a checkpoint) at this step, before --steps")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = TrainConfig(config=args.config, data=tuple(args.data or ("synth:400",)), synth_frames=args.synth_frames,
+                      steps=args.steps, batch=args.batch, base_lr=args.base_lr, warmup_steps=args.warmup_steps,
+                      unfreeze_at=args.unfreeze_at, search_shift=args.search_shift, seed=args.seed,
+                      pretrained=not args.no_pretrained)
+    if cfg.steps < 1 or cfg.batch < 1:
+        raise InputError("--steps and --batch must be at least 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    state = train(cfg, Path(args.out), resume=args.resume, stop_after=args.stop_after)
+    print(f"trained {state.step} steps in {state.seconds / 60:.1f} min; model -> {Path(args.out) / 'model.pth'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
