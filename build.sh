@@ -65,7 +65,8 @@ step "3/7 INT8: calibration on generated TRAIN-split sequences, then Q/DQ"
 if has "$PRECISIONS" int8; then
   CALIB_SEQ=artifacts/calibration-sequences
   [[ -d "$CALIB_SEQ" ]] || "$PY" -m bench.synth --out "$CALIB_SEQ" --split train --count 6 --frames 40
-  "$PY" -m calibration.collect "$OUT" --dataset "folder:$CALIB_SEQ" --out "$OUT/calib" --overwrite --quiet
+  "$PY" -m calibration.collect "$OUT" --dataset "folder:$CALIB_SEQ" --out "$OUT/calib" --every 2 --max-per-sequence 20 \
+      --overwrite --quiet
   "$PY" -m calibration.quantize "$OUT" --calib "$OUT/calib" --quiet
 else
   echo "skipped: int8 not in --precisions"

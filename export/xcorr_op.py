@@ -94,7 +94,6 @@ def _loop_nodes(node, prefix: str, channels: int) -> list:
     zero = helper.make_tensor(f"{p}_zero", TensorProto.INT64, [], [0])
     axis0 = helper.make_tensor(f"{p}_axis0", TensorProto.INT64, [1], [0])
     axis1 = helper.make_tensor(f"{p}_axis1", TensorProto.INT64, [1], [1])
-    true = helper.make_tensor(f"{p}_true", TensorProto.BOOL, [], [True])
     body = helper.make_graph(
         [helper.make_node("Gather", [x, f"{p}_i"], [f"{p}_xb"], axis=0, name=f"{p}_gather_x"),      # (C, H, W)
          helper.make_node("Gather", [k, f"{p}_i"], [f"{p}_kb"], axis=0, name=f"{p}_gather_k"),      # (C, h, w)
@@ -103,7 +102,10 @@ def _loop_nodes(node, prefix: str, channels: int) -> list:
          helper.make_node("Conv", [f"{p}_xb4", f"{p}_kb4"], [f"{p}_ob4"], group=channels,
                           name=f"{p}_conv"),                                                          # (1, C, Ho, Wo)
          helper.make_node("Squeeze", [f"{p}_ob4", f"{p}_axis0"], [f"{p}_ob"], name=f"{p}_squeeze"),  # (C, Ho, Wo)
-         helper.make_node("Identity", [f"{p}_cond_in"], [f"{p}_cond_out"], name=f"{p}_cond")],
+         # the body's condition is a constant: TensorRT does not register the body's condition
+         # input when the Loop has none, so it must not be read
+         helper.make_node("Constant", [], [f"{p}_cond_out"], name=f"{p}_cond",
+                          value=helper.make_tensor(f"{p}_true", TensorProto.BOOL, [], [True]))],
         f"{p}_body",
         [helper.make_tensor_value_info(f"{p}_i", TensorProto.INT64, []),
          helper.make_tensor_value_info(f"{p}_cond_in", TensorProto.BOOL, [])],
@@ -112,9 +114,10 @@ def _loop_nodes(node, prefix: str, channels: int) -> list:
         initializer=[axis0, axis1])
     return [
         helper.make_node("Constant", [], [f"{p}_zero"], value=zero, name=f"{p}_zero"),
-        helper.make_node("Constant", [], [f"{p}_true"], value=true, name=f"{p}_true"),
         helper.make_node("Shape", [x], [f"{p}_shape"], name=f"{p}_shape"),
         helper.make_node("Gather", [f"{p}_shape", f"{p}_zero"], [f"{p}_n"], axis=0, name=f"{p}_n"),  # scalar N
-        # Loop stacks the per-target (C, Ho, Wo) results along a new axis 0 -> (N, C, Ho, Wo).
-        helper.make_node("Loop", [f"{p}_n", f"{p}_true"], [node.output[0]], body=body, name=f"{p}_loop"),
+        # Loop stacks the per-target (C, Ho, Wo) results along a new axis 0 -> (N, C, Ho, Wo). No
+        # termination condition (empty input): a trip count alone, which TensorRT maps to a plain
+        # counted loop without warning that a condition could end it early.
+        helper.make_node("Loop", [f"{p}_n", ""], [node.output[0]], body=body, name=f"{p}_loop"),
     ]
