@@ -389,4 +389,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from runtime.errors import run_main
+
+    raise SystemExit(run_main(main, "siamtrack accuracy"))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -105,10 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from runtime.errors import SiamTrackError
+    from runtime.errors import run_main
 
-    try:
-        sys.exit(main())
-    except SiamTrackError as err:   # a user error: the message says what to do, no traceback
-        print(f"siamtrack precision-latency: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    raise SystemExit(run_main(main, "siamtrack precision-latency"))

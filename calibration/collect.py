@@ -368,10 +368,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from runtime.errors import SiamTrackError
+    from runtime.errors import run_main
 
-    try:
-        sys.exit(main())
-    except SiamTrackError as err:   # a user error: the message says what to do, no traceback
-        print(f"siamtrack calibrate: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    raise SystemExit(run_main(main, "siamtrack calibrate"))

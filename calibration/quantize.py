@@ -42,7 +42,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,10 +430,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from runtime.errors import SiamTrackError
+    from runtime.errors import run_main
 
-    try:
-        sys.exit(main())
-    except SiamTrackError as err:   # a user error: the message says what to do, no traceback
-        print(f"siamtrack quantize: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    raise SystemExit(run_main(main, "siamtrack quantize"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -256,10 +255,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from runtime.errors import SiamTrackError
+    from runtime.errors import run_main
 
-    try:
-        sys.exit(main())
-    except SiamTrackError as err:   # a user error: the message says what to do, no traceback
-        print(f"siamtrack precision-report: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    raise SystemExit(run_main(main, "siamtrack precision-report"))

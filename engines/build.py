@@ -327,8 +327,6 @@ def _report(plan: BuildPlan, toolkit, machine: Machine, results: dict, as_json: 
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SiamTrackError as err:
-        print(f"engines.build: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    from runtime.errors import run_main
+
+    raise SystemExit(run_main(main, "siamtrack engines"))

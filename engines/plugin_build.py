@@ -392,8 +392,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SiamTrackError as error:
-        print(f"plugin_build: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    from runtime.errors import run_main
+
+    raise SystemExit(run_main(main, "siamtrack plugin"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -184,8 +183,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SiamTrackError as err:
-        print(f"engines.selfcheck: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    from runtime.errors import run_main
+
+    raise SystemExit(run_main(main, "siamtrack selfcheck"))

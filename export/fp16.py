@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from runtime.contract import META_PRECISION, META_PREFIX, XCORR_DOMAIN, XCORR_OP
@@ -202,10 +201,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from runtime.errors import SiamTrackError
+    from runtime.errors import run_main
 
-    try:
-        sys.exit(main())
-    except SiamTrackError as err:   # a user error: the message says what to do, no traceback
-        print(f"siamtrack fp16: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    raise SystemExit(run_main(main, "siamtrack fp16"))

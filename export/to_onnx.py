@@ -354,10 +354,6 @@ def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights
 
 
 if __name__ == "__main__":
-    from runtime.errors import SiamTrackError
+    from runtime.errors import run_main
 
-    try:
-        raise SystemExit(main())
-    except SiamTrackError as err:
-        print(f"export: error: {err}", file=sys.stderr)
-        raise SystemExit(1)
+    raise SystemExit(run_main(main, "siamtrack export"))

@@ -122,4 +122,6 @@ def _draw(cv2, frame, box, score):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from runtime.errors import run_main
+
+    raise SystemExit(run_main(main, "siamtrack track"))

@@ -57,13 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module, func = COMMANDS[name][0].split(":")
     entry = getattr(importlib.import_module(module), func)
-    from runtime.errors import SiamTrackError
+    from runtime.errors import run_main
 
-    try:
-        return int(entry(rest) or 0)
-    except SiamTrackError as err:
-        print(f"siamtrack {name}: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"siamtrack {name}: interrupted", file=sys.stderr)
-        return 130
+    return run_main(entry, f"siamtrack {name}", rest)

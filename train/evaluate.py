@@ -233,4 +233,6 @@ def _untrained_backend(config_path: Path):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from runtime.errors import run_main
+
+    raise SystemExit(run_main(main, "siamtrack train-eval"))
