@@ -57,6 +57,7 @@ class TrainConfig:
     neg: float = 0.2
     seed: int = 0
     pretrained: bool = True
+    init: str | None = None                 # pysot model.pth to start from (after the ImageNet backbone)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -152,6 +153,10 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model_cfg, model = build_training_model(cfg)
+    if cfg.init:
+        from export.checkpoint import load_checkpoint
+
+        load_checkpoint(model, cfg.init, model_cfg)
     if sequences is None:
         sequences = load_sequences(cfg.data, cfg.synth_frames, cfg.seed)
     pair_cfg = PairConfig(neg=cfg.neg, tracker=model_cfg.tracker,
@@ -282,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max search-crop shift in px (spatial-aware sampling; 0 = centred targets)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-pretrained", action="store_true", help="start the backbone from random weights")
+    p.add_argument("--init", help="start from this pysot-layout model.pth (e.g. to fine-tune a trained run)")
     p.add_argument("--out", required=True, help="run folder (model.pth, config.yaml, loss.png, ...)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--stop-after", type=int, help="end (with a checkpoint) at this step, before --steps")
@@ -294,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(config=args.config, data=tuple(args.data or ("synth:400",)), synth_frames=args.synth_frames,
                       steps=args.steps, batch=args.batch, base_lr=args.base_lr, warmup_steps=args.warmup_steps,
                       unfreeze_at=args.unfreeze_at, search_shift=args.search_shift, seed=args.seed,
-                      pretrained=not args.no_pretrained)
+                      pretrained=not args.no_pretrained, init=args.init)
     if cfg.steps < 1 or cfg.batch < 1:
         raise InputError("--steps and --batch must be at least 1")
     if args.threads:
