@@ -52,7 +52,7 @@ import numpy as np
 from calibration import CalibrationError
 from calibration.placement import KEEP_GROUPS, QuantPlan, check_quantizable, name_nodes, plan
 from calibration.ranges import METHODS, AbsHistogram, amax_entropy, amax_percentile
-from runtime.contract import META_CALIBRATION, META_PRECISION
+from runtime.contract import META_CALIBRATION, META_PRECISION, merge_metadata_props
 
 QUANTIZER_ID = "siamtrack-qdq/1"
 _INT8_MAX = 127.0
@@ -310,7 +310,7 @@ def quantize(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], o
     calib = {"method": method, "percentile": report.percentile, "set_sha256": set_sha, "samples": count,
              "keep_fp": sorted(qplan.kept), "quantizer": QUANTIZER_ID,
              "quantized_convs": len(qplan.convs)}
-    _set_props(model, {META_PRECISION: "int8", META_CALIBRATION: json.dumps(calib, sort_keys=True)})
+    merge_metadata_props(model, {META_PRECISION: "int8", META_CALIBRATION: json.dumps(calib, sort_keys=True)})
     try:
         if source_valid:
             onnx.checker.check_model(model)
@@ -348,13 +348,6 @@ def _load(path: Path):
         raise CalibrationError(f"{path}: not a readable ONNX model ({type(err).__name__}); re-export it") from None
 
 
-def _set_props(model, updates: dict[str, str]) -> None:
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update(updates)
-    del model.metadata_props[:]
-    for k in sorted(props):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, props[k]
 
 
 def atomic_write_bytes(path: Path, data: bytes, extra: dict[Path, bytes] | None = None) -> None:

@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from runtime.contract import META_PRECISION, META_PREFIX, XCORR_DOMAIN, XCORR_OP
+from runtime.contract import META_PRECISION, META_PREFIX, XCORR_DOMAIN, XCORR_OP, merge_metadata_props
 from runtime.errors import ContractError, InputError
 
 META_FP16 = META_PREFIX + "fp16"   # JSON: io, xcorr, keep_fp32_ops, keep_fp32_nodes, converter
@@ -62,7 +62,7 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, *, io: str = "fp32
     info = {"io": io, "xcorr": xcorr, "keep_fp32_ops": sorted(keep_fp32_ops),
             "keep_fp32_nodes": sorted(keep_fp32_nodes),
             "converter": f"onnxruntime.transformers.float16 {onnxruntime.__version__}"}
-    _set_props(converted, {META_PRECISION: "fp16", META_FP16: json.dumps(info, sort_keys=True)})
+    merge_metadata_props(converted, {META_PRECISION: "fp16", META_FP16: json.dumps(info, sort_keys=True)})
     _toposort(converted.graph)   # the converter appends its input Casts last; parsers need order
     onnx.checker.check_model(converted)
     from export.to_onnx import save_onnx_atomic
@@ -148,13 +148,6 @@ def _load_fp32(path: Path):
     return model
 
 
-def _set_props(model, updates: dict[str, str]) -> None:
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update(updates)
-    del model.metadata_props[:]
-    for key in sorted(props):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, props[key]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,6 +159,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def merge_metadata_props(model, updates: dict[str, str]) -> None:
+    """Set ``updates`` in an ONNX ModelProto's metadata_props (keeping the other keys), sorted by key.
+
+    Works on the protobuf field directly, so this module still imports no onnx.
+    """
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(updates)
+    del model.metadata_props[:]
+    for key in sorted(props):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, props[key]
+
 @dataclass(frozen=True)
 class GraphMeta:
     """The siamrpn.* metadata of one ONNX graph, parsed."""

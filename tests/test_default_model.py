@@ -5,7 +5,6 @@ backbone, a corrupted file): such a model would fall to the static baseline's le
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
