@@ -10,7 +10,8 @@ Protocols (pysot ``tools/test.py`` behaviour):
 
 Layout of ``--out``: ``results/<run>/<sequence>.txt`` (+ ``<sequence>.json``: frames, seconds, failures),
 ``summary.md``, ``summary.json``, ``success.png``, ``precision.png``, ``norm_precision.png``. A sequence
-whose result file already exists with one line per frame is not run again (resume after an interrupt).
+whose result file already exists with one line per frame, made by the same files (``Run.fingerprint``),
+is not run again (resume after an interrupt); a re-exported or re-quantized model is tracked anew.
 """
 from __future__ import annotations
 
@@ -119,8 +120,14 @@ def read_records(path: Path, n_frames: int, protocol: str):
     return np.array(rows) if protocol == "ope" else rows
 
 
-def _result_done(path: Path, n_frames: int) -> bool:
-    if not path.is_file():
+def _result_done(path: Path, n_frames: int, fingerprint: str) -> bool:
+    meta = path.with_suffix(".json")
+    if not path.is_file() or not meta.is_file():
+        return False
+    try:
+        if json.loads(meta.read_text()).get("fingerprint") != fingerprint:
+            return False
+    except (ValueError, AttributeError):
         return False
     return sum(1 for line in path.read_text().splitlines() if line.strip()) == n_frames
 
@@ -133,6 +140,7 @@ class Task:
     seq: Sequence
     protocol: str
     out_dir: str
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,7 +182,7 @@ def run_task(task: Task) -> TaskOutcome:
         out.mkdir(parents=True, exist_ok=True)
         write_records(out / f"{task.seq.name}.txt", records)
         (out / f"{task.seq.name}.json").write_text(json.dumps(
-            {"frames": len(task.seq), "seconds": seconds, "failures": failures}))
+            {"frames": len(task.seq), "seconds": seconds, "failures": failures, "fingerprint": task.fingerprint}))
         return TaskOutcome(task.run.name, task.seq.name, None, seconds, len(task.seq))
     except SiamTrackError as err:
         return TaskOutcome(task.run.name, task.seq.name, str(err))
@@ -189,11 +197,12 @@ def run_all(runs: list[Run], sequences: list[Sequence], out_dir: Path, protocol:
 
     tasks, skipped = [], 0
     for run in runs:
+        fingerprint = run.fingerprint()
         for seq in sequences:
-            if _result_done(out_dir / "results" / run.name / f"{seq.name}.txt", len(seq)):
+            if _result_done(out_dir / "results" / run.name / f"{seq.name}.txt", len(seq), fingerprint):
                 skipped += 1
             else:
-                tasks.append(Task(run, seq, protocol, str(out_dir)))
+                tasks.append(Task(run, seq, protocol, str(out_dir), fingerprint))
     outcomes: list[TaskOutcome] = []
     bar = tqdm(total=len(tasks), desc="tracking", unit="seq", disable=not progress or not tasks)
     if workers <= 1:

@@ -60,6 +60,28 @@ class Run:
         return open_backend(self.model, checkpoint=self.checkpoint, backend=self.backend,
                             precision=self.precision, flavour=self.flavour, seed=seed)
 
+    def fingerprint(self) -> str:
+        """sha256 over this run's options and the bytes of every file it would load: the variant's
+        graphs/engines (and their sidecars) in a model folder, or the config and checkpoint. Results
+        made by other files (re-exported, re-quantized, retrained) do not match, so they are re-run."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        model = Path(self.model)
+        if model.is_dir():
+            files = sorted(p for p in model.iterdir() if p.is_file() and f".{self.precision}." in p.name)
+        else:
+            files = [model] if model.is_file() else []
+        if self.checkpoint:
+            files.append(Path(self.checkpoint))
+        for path in files:
+            h.update(path.name.encode())
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["name"] = self.name

@@ -103,7 +103,11 @@ def plan(model, keep_fp: Iterable[str] = (), residual: bool = True) -> QuantPlan
 
     kept: dict[str, str] = {}
     for item in keep_fp:
-        if item == "first":
+        count = _first_count(item)
+        if count is not None:
+            for n in candidates[:count]:
+                kept[n.name] = f"{item}: one of the first {count} Convs"
+        elif item == "first":
             for n in candidates:
                 if n.input[0] in graph_inputs:
                     kept[n.name] = "first: reads the image"
@@ -120,8 +124,8 @@ def plan(model, keep_fp: Iterable[str] = (), residual: bool = True) -> QuantPlan
         elif item in names:
             kept[item] = "named by keep_fp"
         else:
-            raise CalibrationError(f"keep_fp: {item!r} is neither a group ({', '.join(KEEP_GROUPS)}) nor a "
-                                   "node of this graph; list node names with `python -m onnx.tools` or netron")
+            raise CalibrationError(f"keep_fp: {item!r} is neither a group ({', '.join(KEEP_GROUPS)}, first:N) "
+                                   "nor a node of this graph; list node names with netron")
     convs = [n for n in candidates if n.name not in kept]
     acts = list(dict.fromkeys(n.input[0] for n in convs))
     residual_inputs: list[str] = []
@@ -137,6 +141,17 @@ def plan(model, keep_fp: Iterable[str] = (), residual: bool = True) -> QuantPlan
     acts += [t for t in residual_inputs if t not in acts]
     return QuantPlan(tuple(n.name for n in convs), kept, tuple(acts), tuple(residual_inputs),
                      tuple(n.name for n in xcorr))
+
+
+def _first_count(item: str) -> int | None:
+    """``first:N`` -> N (the first N Convs in graph order: the high-resolution layers, where INT8
+    costs the most accuracy and the least time); anything else -> None."""
+    name, sep, num = item.partition(":")
+    if name != "first" or not sep:
+        return None
+    if not num.isdigit() or int(num) < 1:
+        raise CalibrationError(f"keep_fp: {item!r}: N in first:N must be a whole number >= 1, e.g. first:3")
+    return int(num)
 
 
 def _conv_upstream(tensor: str, producers: dict):

@@ -61,6 +61,13 @@ class VariantResult:
     auc_vs_fp32: float = float("nan")
     auc_gt: float | None = None
     auc_gt_delta_points: float | None = None
+    # Paired over sequences: the standard error of the mean per-sequence AUC change, in points. Tracking
+    # is chaotic (a tiny change can flip one sequence from followed to lost), so a change smaller than
+    # about twice this is not evidence of a cost.
+    auc_gt_delta_se_points: float | None = None
+    sequences_worse: int | None = None   # per-sequence AUC change below -1 point
+    sequences_better: int | None = None  # above +1 point
+    per_sequence: dict = field(default_factory=dict)
 
 
 class ShadowBackend(Backend):
@@ -147,7 +154,9 @@ def evaluate(model_dir: str | Path, sequences, flavour: str = "plugin", precisio
     auc_ref = {p: [] for p in variants}
     auc_gt = {p: [] for p in variants}
     auc_gt_fp32 = []
+    names = []
     for seq in tqdm(list(sequences), desc="sequences", disable=not progress):
+        names.append(seq.name)
         ref = run_tracker(shadow, seq)
         gt = getattr(seq, "gt_xywh", None)
         absent = getattr(seq, "absent", None)
@@ -164,9 +173,16 @@ def evaluate(model_dir: str | Path, sequences, flavour: str = "plugin", precisio
         calib = backend.meta.extra.get("siamrpn.calibration")
         r = VariantResult(p, json.loads(calib) if calib else None, shadow.errors[p].summary(),
                           float(np.mean(np.concatenate(ious[p]))), float(np.mean(auc_ref[p])))
+        r.per_sequence = {n: {"mean_iou_vs_fp32": float(np.mean(i))} for n, i in zip(names, ious[p])}
         if auc_gt[p]:
             r.auc_gt = float(np.mean(auc_gt[p]))
             r.auc_gt_delta_points = 100.0 * (r.auc_gt - float(np.mean(auc_gt_fp32)))
+            delta = 100.0 * (np.asarray(auc_gt[p]) - np.asarray(auc_gt_fp32))      # (sequences,) points
+            if len(delta) > 1:
+                r.auc_gt_delta_se_points = float(delta.std(ddof=1) / np.sqrt(len(delta)))
+            r.sequences_worse, r.sequences_better = int((delta < -1).sum()), int((delta > 1).sum())
+            for n, a, a32 in zip(names, auc_gt[p], auc_gt_fp32):
+                r.per_sequence[n].update({"auc_gt": float(a), "auc_gt_fp32": float(a32)})
         results[p] = asdict(r)
     random = fp32.random_weights
     for b in [fp32, *variants.values()]:
@@ -179,7 +195,7 @@ def evaluate(model_dir: str | Path, sequences, flavour: str = "plugin", precisio
 
 def format_table(report: dict) -> str:
     head = (f"{'variant':8} {'cls max':>9} {'cls mean':>9} {'loc max':>9} {'loc mean':>9} "
-            f"{'mean IoU':>9} {'AUC/fp32':>9} {'AUC gt':>8} {'dAUC pts':>9}")
+            f"{'mean IoU':>9} {'AUC/fp32':>9} {'AUC gt':>8} {'dAUC pts':>9} {'+-SE':>6} {'worse/better':>13}")
     lines = [f"{report['model_dir']} ({report['flavour']}), {len(report['sequences'])} sequence(s), "
              f"{report['frames']} frames; FP32 AUC vs ground truth: "
              + ("-" if report["fp32_auc_gt"] is None else f"{report['fp32_auc_gt']:.3f}"), head]
@@ -187,8 +203,10 @@ def format_table(report: dict) -> str:
         e = r["output_error"]
         gt = "-" if r["auc_gt"] is None else f"{r['auc_gt']:.3f}"
         delta = "-" if r["auc_gt_delta_points"] is None else f"{r['auc_gt_delta_points']:+.2f}"
+        se = "-" if r["auc_gt_delta_se_points"] is None else f"{r['auc_gt_delta_se_points']:.2f}"
+        flips = "-" if r["sequences_worse"] is None else f"{r['sequences_worse']}/{r['sequences_better']}"
         lines.append(f"{p:8} {e['cls_max']:9.4f} {e['cls_mean']:9.5f} {e['loc_max']:9.4f} {e['loc_mean']:9.5f} "
-                     f"{r['mean_iou_vs_fp32']:9.3f} {r['auc_vs_fp32']:9.3f} {gt:>8} {delta:>9}")
+                     f"{r['mean_iou_vs_fp32']:9.3f} {r['auc_vs_fp32']:9.3f} {gt:>8} {delta:>9} {se:>6} {flips:>13}")
     if report["random_weights"]:
         lines.append("RANDOM WEIGHTS: these numbers exercise the graphs; they do NOT predict the cost of "
                      "FP16/INT8 on a trained model.")
@@ -218,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                "  siamtrack precision-report artifacts/r50 --dataset otb:/data/OTB100 --limit 10 --json\n"
                "columns: max/mean |variant - fp32| of cls and loc; mean IoU with the FP32 tracker's boxes;\n"
                "success AUC with FP32 boxes as ground truth; AUC against the real ground truth and its\n"
-               "difference to FP32 in points (x100).")
+               "difference to FP32 in points (x100), with its paired standard error over sequences and\n"
+               "how many sequences lost / gained more than 1 point. Tracking is chaotic: judge a difference\n"
+               "against its SE, and use tens of sequences.")
     parser.add_argument("model_dir", type=Path, help="folder with the FP32 pair and its variants")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="FORMAT:ROOT (otb, uav123, lasot, got10k, vot, folder)")

@@ -72,7 +72,10 @@ def recorded_inputs(folder: Path, spec: ModelSpec, path: Path | None = None, bat
 def _ort_run(onnx_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    from runtime.backends.onnxrt import session_options
+
+    # Same options as the ORT backend: the exact INT8 kernels make ORT a fair reference for an INT8 engine.
+    sess = ort.InferenceSession(str(onnx_path), session_options(ort), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {i.name: feeds[i.name] for i in sess.get_inputs()})))
 

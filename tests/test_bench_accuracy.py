@@ -167,3 +167,26 @@ def test_got10k_val_results_get_ao_and_success_rates(tmp_path):
     # pooled frames: seq 1 frames 1, 2 (IoU 1, 1/7); seq 2 frame 1 only (frame 2 has cover 0)
     assert overall["ao"] == pytest.approx((1 + 1 / 7 + 1) / 3, abs=1e-9)
     assert overall["sr50"] == pytest.approx(2 / 3) and overall["sr75"] == pytest.approx(2 / 3)
+
+
+def test_run_fingerprint_follows_the_bytes_of_its_own_precision_only(tmp_path):
+    from bench.runs import parse_run
+
+    for name in ("template.int8.standard.onnx", "search.int8.standard.onnx", "search.fp32.standard.onnx"):
+        (tmp_path / name).write_bytes(b"graph " + name.encode())
+    int8 = parse_run(f"onnxruntime:{tmp_path},precision=int8")
+    before = int8.fingerprint()
+    (tmp_path / "search.fp32.standard.onnx").write_bytes(b"re-exported fp32")
+    assert int8.fingerprint() == before                     # another precision's file: same results
+    (tmp_path / "search.int8.standard.onnx").write_bytes(b"re-quantized int8")
+    assert int8.fingerprint() != before                     # its own graph changed: track again
+
+
+def test_a_result_made_by_other_files_is_not_reused(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_text("1,2,3,4\n5,6,7,8\n")
+    path.with_suffix(".json").write_text(json.dumps({"frames": 2, "fingerprint": "old"}))
+    assert accuracy._result_done(path, 2, "old")
+    assert not accuracy._result_done(path, 2, "new")
+    path.with_suffix(".json").write_text(json.dumps({"frames": 2}))   # written before fingerprints existed
+    assert not accuracy._result_done(path, 2, "old")

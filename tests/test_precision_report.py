@@ -152,6 +152,18 @@ def test_fp32_compared_with_itself_agrees_perfectly(micro_chain, tmp_path):
     assert r["auc_vs_fp32"] == pytest.approx(20 / 21) and r["auc_gt_delta_points"] == pytest.approx(0.0)
 
 
+def test_per_sequence_changes_add_up_to_the_headline_with_their_standard_error(micro_chain):
+    from calibration.report import evaluate
+
+    r = evaluate(micro_chain, micro_sequences(), flavour="plugin")["variants"]["int8"]
+    per = r["per_sequence"]
+    assert len(per) == len(micro_sequences())
+    delta = np.array([100 * (v["auc_gt"] - v["auc_gt_fp32"]) for v in per.values()])
+    assert r["auc_gt_delta_points"] == pytest.approx(delta.mean())
+    assert r["auc_gt_delta_se_points"] == pytest.approx(delta.std(ddof=1) / np.sqrt(len(delta)))
+    assert r["sequences_worse"] == (delta < -1).sum() and r["sequences_better"] == (delta > 1).sum()
+
+
 def test_variant_from_another_export_is_refused(micro_chain, tmp_path):
     import shutil
 

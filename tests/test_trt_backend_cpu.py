@@ -26,7 +26,7 @@ def built(tmp_path_factory):
     if importlib.util.find_spec("tensorrt_rtx") is None:
         pytest.skip("TensorRT-RTX (pip install tensorrt-rtx-cu12) builds the engines these tests load")
     from engines.build import main
-    from tests.test_engine_build_rtx import write_tiny_folder
+    from tests.tiny_graphs import write_tiny_folder
 
     folder = write_tiny_folder(tmp_path_factory.mktemp("trt_cpu") / "tiny", plugin=False)
     assert main([str(folder), "--product", "tensorrt_rtx", "--json"]) == 0
@@ -90,7 +90,7 @@ def test_engine_built_from_another_onnx_is_refused_with_the_rebuild_command(fold
     import onnx
 
     from runtime.backends.trt import TrtBackend
-    from tests.test_engine_build_rtx import tiny_search_standard
+    from tests.tiny_graphs import tiny_search_standard
 
     onnx.save(tiny_search_standard(seed=5), str(folder / "search.fp32.standard.onnx"))
     with pytest.raises(ContractError, match=r"(?s)search.fp32.standard.onnx changed.*python -m engines.build"):

@@ -23,7 +23,7 @@ MAX_BATCH = 3
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     from engines.build import main
-    from tests.test_engine_build_rtx import write_tiny_folder
+    from tests.tiny_graphs import write_tiny_folder
 
     folder = write_tiny_folder(tmp_path_factory.mktemp("trt_gpu") / "tiny", fp16=True, int8=True, plugin=False)
     assert main([str(folder), "--precision", "fp32,fp16,int8", "--max-batch", str(MAX_BATCH), "--json"]) == 0
@@ -145,7 +145,7 @@ def test_plugin_engine_pair_matches_the_standard_twin(tmp_path):
     from engines.selfcheck import TOLERANCE
     from engines.trt_compat import probe
     from runtime.backends.trt import TrtBackend
-    from tests.test_engine_build_rtx import write_tiny_folder
+    from tests.tiny_graphs import write_tiny_folder
 
     plugin = _default_plugin()
     if plugin is None or not probe("tensorrt").plugins:

@@ -163,17 +163,39 @@ def _usable_cpus() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def _open_session(ort, path: Path, summary: OnnxSummary, providers: list[str], threads: int):
+# ONNX Runtime's key kOrtSessionOptionsAvx2PrecisionMode (onnxruntime_session_options_config_keys.h).
+# On x86-64 CPUs without VNNI (SSE4.1, AVX2, AVX-512 before VNNI) ORT's fused INT8 Conv multiplies
+# u8 x s8 with VPMADDUBSW, whose 16-bit intermediate saturates: our INT8 graphs then come out wrong,
+# not just less precise (lite0 search cls: 27 % relative error instead of the 5 % that Q/DQ rounding
+# costs; on 8 sequences the same INT8 graphs lost 11.3 AUC points, 4.2 with exact kernels). "1"
+# switches those kernels to exact u8 x u8; it touches nothing else (FP32/FP16 graphs run the same
+# kernels) and is a no-op on VNNI and ARM CPUs.
+# TensorRT accumulates INT8 products in int32, so only the exact kernels predict its accuracy.
+_EXACT_INT8 = ("session.x64quantprecision", "1")
+
+
+def session_options(ort, threads: int | None = None, custom_xcorr: bool = False):
+    """The SessionOptions every ONNX Runtime session of this project uses (backend, calibration,
+    engine self-check), so an INT8 graph gives the same numbers wherever it is run: full graph
+    optimisation, sequential execution, ``threads`` intra-op threads (None: ORT's default), errors-only
+    logging, exact INT8 kernels, and the ``siamrpn::DepthwiseXCorr`` op when ``custom_xcorr``."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads
+    if threads:
+        opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
-    if (XCORR_DOMAIN, XCORR_OP) in summary.custom_ops:
+    opts.add_session_config_entry(*_EXACT_INT8)
+    if custom_xcorr:
         from runtime.backends.onnxrt_ops import register_xcorr_op
 
         opts.register_custom_ops_library(register_xcorr_op())
+    return opts
+
+
+def _open_session(ort, path: Path, summary: OnnxSummary, providers: list[str], threads: int):
+    opts = session_options(ort, threads, custom_xcorr=(XCORR_DOMAIN, XCORR_OP) in summary.custom_ops)
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as err:  # ORT raises its own exception types for unreadable or invalid graphs
