@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                "  siamtrack precision-latency artifacts/mobilev2\n"
                "  siamtrack precision-latency artifacts/r50 --repeats 50 --threads 1 --json\n"
                "the ratio column is median search latency / FP32's (< 1 means faster). CPU numbers say\n"
-               "nothing about TensorRT on a GPU; use `siamtrack bench` on the Jetson for that.")
+               "nothing about TensorRT on a GPU; on the Jetson use\n"
+               "`siamtrack latency --run tensorrt:artifacts/r50,precision=int8` for that.")
     parser.add_argument("model_dir", type=Path, help="folder with the FP32 pair and its variants")
     parser.add_argument("--flavour", choices=("plugin", "standard"), default="plugin")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per graph (default 20)")

@@ -293,8 +293,6 @@ def _correct_bias(node, w_err: np.ndarray, in_mean: np.ndarray, init_by_name, ne
 
     groups = next((a.i for a in node.attribute if a.name == "group"), 1)
     out_ch, in_per_group = w_err.shape[0], w_err.shape[1]
-    if in_mean.shape != (in_per_group * groups,):
-        return  # shapes the formula does not cover (never for Conv); leave this bias alone
     group_of = np.arange(out_ch) // (out_ch // groups)                         # (O,)
     mean_in = in_mean.reshape(groups, in_per_group)[group_of]                   # (O, I/G)
     shift = np.einsum("oi,oi->o", w_err.reshape(out_ch, in_per_group, -1).sum(axis=2), mean_in)
@@ -319,7 +317,8 @@ def _quantize_weight(wname, init, new_inits, head_nodes, report: RangeReport,
         raise CalibrationError(f"Conv {conv_name}: weight {wname} has shape {w.shape}; expected (O, I, kh, kw)")
     amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)                 # (O,) per output channel
     scale = np.where(amax > 0, amax / _INT8_MAX, 1.0).astype(np.float32)  # dead channel: any scale works
-    wq = np.clip(np.rint(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+    per_channel = scale.reshape(-1, *([1] * (w.ndim - 1)))                  # broadcasts over (O, ...)
+    wq = np.clip(np.rint(w / per_channel), -127, 127).astype(np.int8)
     new_inits.append(numpy_helper.from_array(wq, f"{wname}_quantized"))
     new_inits.append(numpy_helper.from_array(scale, f"{wname}_scale"))
     new_inits.append(numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{wname}_zero_point"))
@@ -328,7 +327,7 @@ def _quantize_weight(wname, init, new_inits, head_nodes, report: RangeReport,
         [f"{wname}_dequantized"], name=f"{wname}_DequantizeLinear", axis=0))
     report.weights.append({"conv": conv_name, "weight": wname, "channels": int(w.shape[0]),
                            "amax_min": float(amax.min()), "amax_max": float(amax.max())})
-    err = wq.astype(np.float64) * scale.reshape(-1, *([1] * (w.ndim - 1))) - w
+    err = wq.astype(np.float64) * per_channel - w
     return f"{wname}_dequantized", err
 
 
