@@ -28,5 +28,16 @@ if ! "$VPY" -c 'import cv2' 2>/dev/null; then
   echo "setup: no OpenCV found; installing opencv-python-headless (on Jetson use the system OpenCV instead)"
   pip_q opencv-python-headless
 fi
-pip_q -e ".[$extras]"
+# On a machine with an NVIDIA driver, cuda-python (the TensorRT backend's memory and streams) must have
+# the driver's CUDA major: 13.x answers every call with cudaErrorInsufficientDriver on a CUDA 12 driver
+# (JetPack 6). runtime/cuda_versions.py chooses it from the driver and TensorRT, and says why (stderr).
+cuda_req=$("$VPY" -m runtime.cuda_versions) || cuda_req=""
+pip_q -e ".[$extras]" ${cuda_req:+"$cuda_req"}
+# Serving with Triton (--dev): the tritonserver bundled in the nvidia-pytriton wheel (Linux x86_64 and
+# aarch64). --no-deps: its metadata pins numpy<2 and only its binaries are used. Its python backend stub
+# passes empty tensors with numpy 2, so a numpy 1.x goes into a folder of its own, for the stub alone.
+if [[ "${1:-}" == "--dev" && "$(uname -s)" == Linux ]]; then
+  pip_q --no-deps "nvidia-pytriton==0.7.0"
+  [[ -d .venv/triton-stub-python/numpy ]] || pip_q --no-deps --target .venv/triton-stub-python "numpy>=1.23,<2"
+fi
 echo "setup: ready ($("$VPY" -c 'import sys, torch, cv2, onnxruntime as o; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, opencv {cv2.__version__}, onnxruntime {o.__version__}")'))"

@@ -8,7 +8,8 @@ Protocols (pysot ``tools/test.py`` behaviour):
   ``2``; the next 4 frames are skipped (``0``) and the tracker re-initialises 5 frames after the failure
   (``1``). Other lines are ``x,y,w,h`` boxes.
 
-Layout of ``--out``: ``results/<run>/<sequence>.txt`` (+ ``<sequence>.json``: frames, seconds, failures),
+Layout of ``--out``: ``results/<run>/<sequence>.txt`` (+ ``<sequence>.json``: frames, seconds, failures;
++ ``<sequence>.scores.txt``: the tracker's per-frame score, ope only, for ``bench.failure_modes``),
 ``summary.md``, ``summary.json``, ``success.png``, ``precision.png``, ``norm_precision.png``. A sequence
 whose result file already exists with one line per frame, made by the same files (``Run.fingerprint``),
 is not run again (resume after an interrupt); a re-exported or re-quantized model is tracked anew.
@@ -26,19 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import metrics
+from bench import failure_modes, metrics
 from bench.runs import Run, parse_runs
-from bench.sequences import FORMATS, LAYOUTS, Sequence, SequenceProblem, read_dataset
+from bench.sequences import FORMATS, LAYOUTS, Sequence, SequenceProblem, is_plain_name, read_dataset
+from runtime.cli_args import positive_int
 from runtime.errors import InputError, SiamTrackError
+from runtime.protocol import box_to_vot_polygon, one_pass_init_box, vot_init_box
 
 PROTOCOLS = ("ope", "vot")
 
 
 # ------------------------------------------------------------------ tracking loops
 
-def track_ope(tracker, seq: Sequence) -> tuple[np.ndarray, float]:
-    """One-pass evaluation: (T, 4) boxes (row 0 = init box) and seconds spent in init/track calls."""
-    init_box = seq.init_box + np.array([0.5, 0.5, 0.0, 0.0])     # pysot test.py's axis-aligned init
+def track_ope(tracker, seq: Sequence, scores_out: list | None = None) -> tuple[np.ndarray, float]:
+    """One-pass evaluation: (T, 4) boxes (row 0 = init box) and seconds spent in init/track calls.
+    ``scores_out``, when given, receives each frame's ``TrackResult.score`` (NaN for the init frame)."""
+    init_box = one_pass_init_box(seq.init_box)                    # pysot test.py's axis-aligned init
     boxes = np.zeros((len(seq), 4))
     seconds = 0.0
     for i in range(len(seq)):
@@ -47,15 +51,19 @@ def track_ope(tracker, seq: Sequence) -> tuple[np.ndarray, float]:
         if i == 0:
             tracker.init(frame, init_box)
             boxes[0] = init_box
+            result = None
         else:
-            boxes[i] = tracker.track(frame).box_xywh
+            result = tracker.track(frame)
+            boxes[i] = result.box_xywh
         seconds += time.perf_counter() - t0
+        if scores_out is not None:
+            scores_out.append(float("nan") if result is None else float(result.score))
     return boxes, seconds
 
 
 def track_vot(tracker, seq: Sequence) -> tuple[list, float, int]:
     """Reset protocol: per-frame records (code int or (4,) box), seconds, failures."""
-    regions = seq.gt_regions or [metrics.xywh_to_poly(b) for b in seq.gt_xywh]
+    regions = seq.gt_regions or [box_to_vot_polygon(b) for b in seq.gt_xywh]
     records: list = []
     restart, failures, seconds = 0, 0, 0.0
     for i in range(len(seq)):
@@ -65,7 +73,7 @@ def track_vot(tracker, seq: Sequence) -> tuple[list, float, int]:
         frame = seq.frame(i)
         t0 = time.perf_counter()
         if i == restart:
-            tracker.init(frame, metrics.poly_to_xywh(regions[i]))
+            tracker.init(frame, vot_init_box(regions[i]))
             records.append(metrics.VOT_INIT)
         else:
             box = tracker.track(frame).box_xywh
@@ -153,19 +161,22 @@ class TaskOutcome:
 
 
 _OPEN: dict = {}
+_THREADS: list[int | None] = [None]      # this process's --threads, set by _worker_init
 
 
 def _worker_init(threads: int) -> None:
-    # Set before any backend imports its library, so torch/ORT start with this many intra-op threads.
+    # Set before any backend imports its library, so OpenMP/MKL pools start with this many threads;
+    # the backend itself gets the number too (ONNX Runtime's pool ignores these variables).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
+    _THREADS[0] = threads
 
 
 def _tracker_for(run: Run):
     from runtime.tracker import SiamRPNTracker
 
     if run not in _OPEN:
-        _OPEN[run] = run.open()
+        _OPEN[run] = run.open(threads=_THREADS[0])
     return SiamRPNTracker(_OPEN[run])
 
 
@@ -173,14 +184,20 @@ def run_task(task: Task) -> TaskOutcome:
     """Track one sequence with one run and write its result file; errors come back as text."""
     out = Path(task.out_dir) / "results" / task.run.name
     try:
+        if not is_plain_name(task.seq.name):                 # the name becomes a file name under --out
+            raise InputError(f"sequence name {task.seq.name!r} is not a plain file name; refusing to write "
+                             "its results outside --out")
         tracker = _tracker_for(task.run)
+        frame_scores: list = []
         if task.protocol == "vot":
             records, seconds, failures = track_vot(tracker, task.seq)
         else:
-            records, seconds = track_ope(tracker, task.seq)
+            records, seconds = track_ope(tracker, task.seq, frame_scores)
             failures = 0
         out.mkdir(parents=True, exist_ok=True)
         write_records(out / f"{task.seq.name}.txt", records)
+        if frame_scores:                                     # before the .json that marks the sequence done
+            failure_modes.write_scores(out / f"{task.seq.name}{failure_modes.SCORES_SUFFIX}", frame_scores)
         (out / f"{task.seq.name}.json").write_text(json.dumps(
             {"frames": len(task.seq), "seconds": seconds, "failures": failures, "fingerprint": task.fingerprint}))
         return TaskOutcome(task.run.name, task.seq.name, None, seconds, len(task.seq))
@@ -223,23 +240,30 @@ def run_all(runs: list[Run], sequences: list[Sequence], out_dir: Path, protocol:
 
 # ------------------------------------------------------------------ scoring
 
-def evaluate(runs: list[Run], sequences: list[Sequence], out_dir: Path, protocol: str) -> dict:
+def evaluate(runs: list[Run], sequences: list[Sequence], out_dir: Path, protocol: str,
+             eao_edition: str = metrics.EAO_DEFAULT_EDITION) -> dict:
     """Score every run's result files. Returns the summary dict written to summary.json.
 
     Per run: "overall" numbers, "curves" (mean success/precision/normalised-precision curves), "sequences"
     (per-sequence numbers) and "problems" (sequences that could not be scored, with the reason).
+    ``eao_edition``: the VOT edition whose (low, high) length range the EAO averages over.
     """
     summary = {"protocol": protocol, "runs": {}, "norm_precision_definitions": {
-        "norm_prec_pysot": "pysot: normalised precision at threshold 0.20 (index 20 of arange(0,51)/100)",
-        "norm_prec_auc": "LaSOT protocol: mean of the normalised precision curve over thresholds 0..0.50"}}
+        "norm_prec_pysot": "pysot: normalised precision at threshold 0.20 (index 20 of arange(0,51)/100)"}}
+    if protocol == "vot":
+        low, high = metrics.EAO_RANGES[eao_edition]
+        summary["eao_range"] = {"edition": eao_edition, "low": low, "high": high}
     for run in runs:
-        summary["runs"][run.name] = _evaluate_run(run, sequences, out_dir, protocol)
+        summary["runs"][run.name] = _evaluate_run(run, sequences, out_dir, protocol, eao_edition)
     return summary
 
 
-def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: str) -> dict:
+def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: str,
+                  eao_edition: str = metrics.EAO_DEFAULT_EDITION) -> dict:
     folder = out_dir / "results" / run.name
     per_seq, problems, ope, got_ious, vot_overlaps, vot_failures = {}, [], [], [], [], []
+    modes: dict[str, failure_modes.FailureModes] = {}
+    eao_runs: list[metrics.VotTrajectory] = []
     seconds = frames = 0.0
     for seq in sequences:
         try:
@@ -254,14 +278,20 @@ def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: 
                 overlaps, fails = metrics.vot_accuracy_robustness(records, regions, wh)
                 vot_overlaps.append(overlaps)
                 vot_failures.append(fails)
+                eao_runs.append(metrics.vot_eao_trajectory(records, regions, wh))
                 per_seq[seq.name] = {"accuracy": _nanmean(overlaps), "failures": fails}
                 continue
             if seq.attributes.get("gt_first_only"):
                 per_seq[seq.name] = {"note": "ground truth withheld (GOT-10k test): submit to the server"}
                 continue
-            scores = metrics.ope_scores(seq.gt_xywh, records, seq.absent)
+            scores = metrics.ope_scores(seq.gt_xywh, records, metrics.pysot_absent(seq.dataset, seq.absent))
             ope.append(scores)
             entry = scores.summary()
+            scores_file = folder / f"{seq.name}{failure_modes.SCORES_SUFFIX}"
+            frame_scores = failure_modes.read_scores(scores_file, len(seq))
+            modes[seq.name] = failure_modes.failure_modes(seq.gt_xywh, records, frame_scores,
+                                                          metrics.pysot_absent(seq.dataset, seq.absent))
+            entry.update(modes[seq.name].to_dict())
             if seq.dataset == "got10k":
                 cover = seq.attributes.get("cover")
                 visible = cover > 0 if cover is not None else ~seq.absent
@@ -275,6 +305,9 @@ def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: 
               "tracker_fps": frames / seconds if seconds > 0 else None}
     if protocol == "vot":
         result["overall"] = metrics.vot_summary(vot_overlaps, vot_failures) if vot_overlaps else {}
+        if eao_runs:
+            eao = metrics.expected_average_overlap(eao_runs, eao_edition)
+            result["overall"]["eao"] = None if np.isnan(eao) else eao     # None: every sequence < low
     elif ope:
         mean = metrics.mean_ope(ope)
         result["overall"] = mean.summary()
@@ -282,10 +315,24 @@ def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: 
                             "norm_precision": mean.norm_precision.tolist()}
         if got_ious:
             result["overall"].update(metrics.got10k_scores(got_ious))
+        mode_stats = failure_modes.summarize(modes)             # mean over sequences, and its standard error
+        result["overall"].update({k: v["mean"] for k, v in mode_stats.items()})
+        result["failure_modes_se"] = {k: v["se"] for k, v in mode_stats.items()}
     else:
         result["overall"] = {}
     result["overall"]["sequences_scored"] = len(per_seq) - sum("note" in v for v in per_seq.values())
     return result
+
+
+def _require_results(runs: list[Run], sequences: list[Sequence], out_dir: Path) -> None:
+    """--evaluate-only scores existing files: a run with none of them is a mistake (wrong --out or --run
+    label), not a score of 0."""
+    for run in runs:
+        folder = out_dir / "results" / run.name
+        if not any((folder / f"{seq.name}.txt").is_file() for seq in sequences):
+            raise InputError(f"--evaluate-only: no result file for run {run.name!r} in {folder} (expected "
+                             f"<sequence>.txt for the {len(sequences)} sequence(s)); check --out and the run's "
+                             "label=, or drop --evaluate-only to track")
 
 
 def _nanmean(a) -> float | None:
@@ -316,8 +363,9 @@ examples:
 
 --run is BACKEND:MODEL[,precision=..][,flavour=..][,checkpoint=..][,seed=..][,label=..]; torch without a
 checkpoint uses seeded random weights (the scores then test the pipeline, not the tracker).
-Normalised precision is reported twice: norm_prec_pysot (at 0.20, as pysot prints for LaSOT) and
-norm_prec_auc (mean over 0..0.50, the LaSOT protocol). GOT-10k AO/SR pool all frames, as its toolkit does.
+Scores follow pysot's toolkit for every format: absent flags count for LaSOT only; normalised precision is
+pysot's value at 0.20. GOT-10k AO/SR pool all frames, as its toolkit does; VOT gives EAO (pysot's
+eao_benchmark; VOT2016/2017/2019 ranges when the dataset folder is named so, else VOT2018), accuracy, robustness.
 Dataset layouts:
 """ + "".join(f"  {k:7s} {v}\n" for k, v in LAYOUTS.items())
 
@@ -334,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", nargs="+", help="only these sequence names")
     p.add_argument("--protocol", choices=PROTOCOLS, help="default: vot for --format vot, else ope")
     p.add_argument("--out", required=True, help="output folder (results/, summary, plots)")
-    p.add_argument("--workers", type=int, default=1, help="processes tracking sequences in parallel (spawn)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads per worker (pysot tests with 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes tracking sequences in parallel (spawn)")
+    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads per worker (pysot tests with 1)")
     p.add_argument("--synth-frames", type=int, default=60, help="frames per generated sequence (default 60)")
     p.add_argument("--synth-size", default="320x240", help="WxH of generated frames")
     p.add_argument("--evaluate-only", action="store_true", help="score existing result files, track nothing")
@@ -373,10 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     sequences, load_problems = _load_sequences(args, out_dir)
     outcomes: list[TaskOutcome] = []
     skipped = 0
-    if not args.evaluate_only:
+    if args.evaluate_only:
+        _require_results(runs, sequences, out_dir)
+    else:
         outcomes, skipped = run_all(runs, sequences, out_dir, protocol, args.workers, args.threads,
                                     progress=sys.stderr.isatty() or not args.json)
-    summary = evaluate(runs, sequences, out_dir, protocol)
+    edition = metrics.eao_edition(None if args.synth is not None else args.dataset)
+    summary = evaluate(runs, sequences, out_dir, protocol, edition)
     summary["dataset"] = {"format": "synth" if args.synth is not None else args.format,
                           "root": str(out_dir / "data") if args.synth is not None else args.dataset,
                           "sequences": len(sequences),
@@ -386,14 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     summary["skipped_already_done"] = skipped
     from bench import report
 
-    report.write_accuracy_report(summary, out_dir, plots=not args.no_plots)
+    plots = report.write_accuracy_report(summary, out_dir, plots=not args.no_plots)
     if args.json:
         print(json.dumps(summary, indent=1, default=report.json_default))
     else:
         print(report.accuracy_markdown(summary))
-        print(f"\nwritten: {out_dir / 'summary.md'}, {out_dir / 'summary.json'}"
-              + ("" if args.no_plots or protocol == "vot" else f", {out_dir / 'success.png'}, "
-                 f"{out_dir / 'precision.png'}"))
+        print("\nwritten: " + ", ".join(str(p) for p in [out_dir / "summary.md", out_dir / "summary.json", *plots]))
     return 0
 
 

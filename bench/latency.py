@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.runs import Run, parse_runs
+from runtime.cli_args import positive_int
 from runtime.errors import InputError
 
 STAGES = ("crop", "preprocess", "template", "search", "postprocess", "track_e2e")
@@ -127,7 +128,7 @@ def measure(run: Run, params: dict) -> dict:
     rss_start = peak_rss_mib()
     frames, box = _frames(params)
     t0 = time.perf_counter()
-    backend = run.open()
+    backend = run.open(threads=params.get("threads"))
     open_s = time.perf_counter() - t0
     timer = WallCpuTimer()
     tracker = SiamRPNTracker(backend, timer=timer)
@@ -243,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="640x480", help="WxH of the generated frames (default 640x480)")
     p.add_argument("--video", help="take frames from this video/folder instead of generated ones")
     p.add_argument("--box", help="init box x,y,w,h for --video (default: a centred box)")
-    p.add_argument("--threads", type=int, help="intra-op threads (OMP/MKL) in each measuring process")
+    p.add_argument("--threads", type=positive_int,
+                   help="intra-op CPU threads of ONNX Runtime / torch (and OMP/MKL) in each measuring process "
+                        "(default: the library's)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per run")
     p.add_argument("--out", help="also write the JSON result here")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         box = list(parse_box(args.box))
     params = {"warmup": args.warmup, "iterations": args.iterations,
               "template_iters": args.template_iters or min(args.iterations, 20), "frame_wh": [w, h],
-              "video": args.video, "box": box}
+              "video": args.video, "box": box, "threads": args.threads}
     from tqdm import tqdm
 
     results = {}

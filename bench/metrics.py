@@ -14,11 +14,16 @@ One-pass evaluation (OTB, UAV123, LaSOT, NFS; pysot ``toolkit/utils/statistics.p
   t = 0..50 px; a frame whose ground-truth centre has a coordinate ``<= 0`` (this includes NaN rows, as
   in pysot where NaN compares False) gets distance -1, i.e. a **hit** at every threshold (pysot's quirk,
   kept so the numbers match). Reported precision = ``prec[20]``.
-- Normalised precision, two definitions (a report must say which one it uses):
-  ``norm_prec_pysot`` = pysot's value at threshold index 20 (0.20) of ``arange(0, 51) / 100``;
-  ``norm_prec_auc`` = the LaSOT protocol / got10k-style mean of that same 51-point curve over 0..0.50.
-- LaSOT absent frames: both trajectories keep only frames where the target is present, but ``n_frame``
-  stays the full sequence length (so absent frames count as misses for success and precision).
+- Normalised precision: ``norm_prec_pysot`` = pysot's curve (centres divided by the ground truth's
+  ``w + 1e-16``, ``h + 1e-16``) at threshold index 20 (0.20) of ``arange(0, 51) / 100``. No "LaSOT
+  protocol" average is given: the mean of *this* curve is neither pysot's number nor the LaSOT / GOT-10k
+  toolkits' (they divide by ``max(1, w)``, replace the first box by the ground truth and drop NaN rows
+  from the denominator), so a column with that label would be a third, unpublished number.
+- Absent frames, **LaSOT only** (pysot sets ``video.absent`` for LaSOT alone): both trajectories keep only
+  frames where the target is present, but ``n_frame`` stays the full sequence length (so absent frames
+  count as misses for success and precision). Every other dataset is scored on all frames: a NaN
+  ground-truth row (UAV123) is a miss for success and a hit for precision, as in pysot.
+  ``pysot_absent(dataset, absent)`` applies that rule.
 
 GOT-10k (``got10k.experiments.got10k``): IoU with both boxes clipped to the image, first frame skipped,
 only frames with ``cover > 0`` (visible) kept; AO = mean IoU, SR_t = fraction with IoU > t. The dataset
@@ -32,6 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from runtime.protocol import box_to_vot_polygon, vot_region_to_box
 
 SUCCESS_THRESHOLDS = np.arange(0, 1.05, 0.05)          # 21 IoU thresholds, pysot
 PRECISION_THRESHOLDS = np.arange(0, 51, 1).astype(float) # 0..50 px, pysot
@@ -146,14 +153,14 @@ class OpeScores:
         """pysot's LaSOT 'normalized precision': the curve at 0.20."""
         return float(self.norm_precision[NORM_PRECISION_INDEX])
 
-    @property
-    def norm_prec_auc(self) -> float:
-        """LaSOT protocol: the mean of the curve over 0..0.50."""
-        return float(np.mean(self.norm_precision))
-
     def summary(self) -> dict[str, float]:
-        return {"auc": self.auc, "prec20": self.prec20, "norm_prec_pysot": self.norm_prec_pysot,
-                "norm_prec_auc": self.norm_prec_auc}
+        return {"auc": self.auc, "prec20": self.prec20, "norm_prec_pysot": self.norm_prec_pysot}
+
+
+def pysot_absent(dataset: str, absent) -> np.ndarray | None:
+    """The absent flags pysot's OPEBenchmark applies: a sequence's flags for LaSOT, None (score every
+    frame) for any other dataset (OTB, UAV123, NFS, GOT-10k, generated/folder sequences)."""
+    return absent if dataset == "lasot" else None
 
 
 def ope_scores(gt_xywh, pred_xywh, absent=None) -> OpeScores:
@@ -210,33 +217,9 @@ def got10k_scores(ious_per_sequence: list[np.ndarray]) -> dict[str, float]:
 
 # ---------------------------------------------------------------- VOT (reset protocol)
 
-def xywh_to_poly(box_xywh) -> np.ndarray:
-    """(4,) xywh -> (8,) corners as pysot's ``tools/test.py`` builds them for an axis-aligned VOT box
-    (inclusive ``+w-1`` pixel corners)."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    return np.array([x, y, x, y + h - 1, x + w - 1, y + h - 1, x + w - 1, y])
-
-
-def poly_to_xywh(region) -> np.ndarray:
-    """pysot ``get_axis_aligned_bbox`` then its init box ``[cx-(w-1)/2, cy-(h-1)/2, w, h]``.
-
-    8 values: centre = mean of the corners; (w, h) = the extents scaled by sqrt(A1/A2) plus 1, where A1
-    is the product of the first two edge lengths (the polygon's area when it is a rectangle) and A2 the
-    extents' area. 4 values (x,y,w,h): centre x + w/2. Returns (4,) float64.
-    """
-    r = np.asarray(region, dtype=np.float64).ravel()
-    if r.size == 8:
-        cx, cy = np.mean(r[0::2]), np.mean(r[1::2])
-        x1, x2, y1, y2 = r[0::2].min(), r[0::2].max(), r[1::2].min(), r[1::2].max()
-        a1 = np.linalg.norm(r[0:2] - r[2:4]) * np.linalg.norm(r[2:4] - r[4:6])
-        a2 = (x2 - x1) * (y2 - y1)
-        s = np.sqrt(a1 / a2) if a2 > 0 else 1.0
-        w, h = s * (x2 - x1) + 1, s * (y2 - y1) + 1
-    elif r.size == 4:
-        cx, cy, w, h = r[0] + r[2] / 2, r[1] + r[3] / 2, r[2], r[3]
-    else:
-        raise ValueError(f"a VOT region has 4 or 8 numbers, got {r.size}")
-    return np.array([cx - (w - 1) / 2, cy - (h - 1) / 2, w, h])
+# The region <-> box conventions live next to the tracker (one implementation, used by every client).
+xywh_to_poly = box_to_vot_polygon
+poly_to_xywh = vot_region_to_box
 
 
 def _region_corners(region) -> np.ndarray:
@@ -366,3 +349,103 @@ def vot_summary(overlaps_per_sequence: list[np.ndarray], failures_per_sequence: 
         acc = float(np.nanmean(all_overlaps)) if np.any(~np.isnan(all_overlaps)) else float("nan")
     return {"accuracy": acc, "robustness": failures / length * 100 if length else float("nan"),
             "lost": failures}
+
+
+# ---------------------------------------------------------------- VOT expected average overlap (EAO)
+
+# (low, high) sequence lengths averaged over, per VOT edition, as pysot's ``eao_benchmark`` fixes them
+# (it does not fit the GMM the VOT toolkit uses). Inclusive, 1-based lengths.
+EAO_RANGES = {"VOT2016": (108, 371), "VOT2017": (100, 356), "VOT2018": (100, 356), "VOT2019": (46, 291)}
+EAO_DEFAULT_EDITION = "VOT2018"
+
+
+def eao_edition(dataset_root: str | None) -> str:
+    """The VOT edition whose EAO range applies: named in the dataset folder's name, else VOT2018."""
+    name = str(dataset_root or "").upper().rstrip("/")
+    hits = [e for e in EAO_RANGES if e in name.rsplit("/", 1)[-1]]
+    return hits[0] if hits else EAO_DEFAULT_EDITION
+
+
+@dataclass(frozen=True)
+class VotTrajectory:
+    """One reset-protocol run as EAO sees it: per-frame overlaps (n,) (NaN on code frames: init,
+    failure, skipped; no burn-in), the frame indices of failures, and the ground truth's length."""
+
+    overlaps: np.ndarray
+    failure_frames: tuple[int, ...]
+    gt_length: int
+
+
+def vot_eao_trajectory(records: list, gt_regions: list, image_wh) -> VotTrajectory:
+    """pysot ``eao_benchmark``'s view of a run: overlaps with no burn-in and regions cut to
+    ``(W - 1, H - 1)`` (``calculate_accuracy(..., bound=(width-1, height-1))``; the A/R numbers use
+    ``(W, H)``), and the frames coded as failures."""
+    w, h = image_wh
+    overlaps, _ = vot_accuracy_robustness(records, gt_regions, (w - 1, h - 1), burnin=0)
+    failures = tuple(i for i, r in enumerate(records) if _is_code(r) and int(np.ravel(r)[0]) == VOT_FAILURE)
+    return VotTrajectory(overlaps, failures, len(gt_regions))
+
+
+def eao_fragments(runs: list[VotTrajectory], skipping: int = VOT_SKIP) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every run into fragments the way pysot's ``eao_benchmark`` does (tag "all").
+
+    A run with failures restarts a fragment at 0 and at each ``failure + skipping`` (the re-init frame)
+    that is <= n; a fragment that ends in a failure runs through its next start frame inclusive and is
+    padded with 0 (after a failure the overlap stays 0), the last one is padded with NaN (unknown).
+    NaN overlaps inside a failure run's fragments count as 0. A run without failures is one fragment,
+    its overlaps as they are. Weights: the fragment's share of frames, as pysot computes it.
+    Returns (fragments (F, L) float64, weights (F,) float64), L = the longest run.
+    """
+    length = max((len(r.overlaps) for r in runs), default=0)
+    rows, weights = [], []
+    for run in runs:
+        n, overlaps = len(run.overlaps), np.asarray(run.overlaps, dtype=np.float64)
+        if not run.failure_frames:
+            row = np.full(length, np.nan)
+            row[:n] = overlaps
+            rows.append(row)
+            weights.append(1.0)
+            continue
+        starts = [0] + [f + skipping for f in run.failure_frames if f + skipping <= n]
+        for k, start in enumerate(starts):
+            last = k == len(starts) - 1
+            stop = n if last else starts[k + 1] + 1                 # pysot keeps the next start frame
+            piece = np.nan_to_num(overlaps[start:stop], nan=0.0)
+            row = np.full(length, np.nan) if last else np.zeros(length)
+            row[:len(piece)] = piece
+            rows.append(row)
+            tagged = min(stop, run.gt_length) - start              # frames tagged "all" in the slice
+            weights.append(tagged / (run.gt_length - start + 1e-16) if last else tagged / (stop - start))
+    return np.array(rows).reshape(-1, length), np.array(weights, dtype=np.float64)
+
+
+def expected_overlap_curve(fragments: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(L,) float32 expected overlap for each sequence length: 1 at index 0; at i, the weighted mean
+    over fragments still running at frame i (non-NaN there) of their mean overlap over frames 1..i
+    (frame 0, the init frame, excluded), as pysot's ``calculate_expected_overlap``."""
+    length = fragments.shape[1]
+    curve = np.zeros(length, np.float32)                      # float32, as the reference stores it
+    if length == 0:
+        return curve
+    curve[0] = 1
+    running_sum = np.cumsum(fragments[:, 1:], axis=1)         # (F, L-1): sum of frames 1..i
+    for i in range(1, length):
+        alive = ~np.isnan(fragments[:, i])
+        if np.any(alive):
+            means = running_sum[alive, i - 1] / i
+            curve[i] = np.sum(means * weights[alive]) / np.sum(weights[alive])
+    return curve
+
+
+def expected_average_overlap(runs: list[VotTrajectory], edition: str = EAO_DEFAULT_EDITION,
+                             skipping: int = VOT_SKIP, low_high: tuple[int, int] | None = None) -> float:
+    """VOT EAO as pysot's ``EAOBenchmark`` computes it: the expected-overlap curve averaged over sequence
+    lengths ``low..high`` (``EAO_RANGES[edition]`` unless ``low_high`` is given). NaN when every run is
+    shorter than ``low`` (no length in the range is observed)."""
+    low, high = low_high or EAO_RANGES[edition]
+    curve = expected_overlap_curve(*eao_fragments(runs, skipping))
+    window = np.zeros(len(curve))
+    window[low - 1:high] = 1
+    valid = ~np.isnan(curve)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.sum(curve[valid] * window[valid]) / np.sum(window[valid]))

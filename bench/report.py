@@ -50,9 +50,10 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 # ------------------------------------------------------------------ accuracy
 
 _OPE_COLUMNS = [("AUC", "auc"), ("Prec@20px", "prec20"), ("NormPrec@0.20 (pysot)", "norm_prec_pysot"),
-                ("NormPrec AUC 0-0.5 (LaSOT)", "norm_prec_auc")]
+                ("ScaleErr", "scale_error"), ("AspectErr", "aspect_error"), ("Distractor", "distractor_fraction")]
 _GOT_COLUMNS = [("AO", "ao"), ("SR0.50", "sr50"), ("SR0.75", "sr75")]
-_VOT_COLUMNS = [("Accuracy", "accuracy"), ("Robustness (fail/100 fr)", "robustness"), ("Lost", "lost")]
+_VOT_COLUMNS = [("EAO", "eao"), ("Accuracy", "accuracy"), ("Robustness (fail/100 fr)", "robustness"),
+                ("Lost", "lost")]
 
 
 def accuracy_markdown(summary: dict) -> str:
@@ -73,10 +74,20 @@ def accuracy_markdown(summary: dict) -> str:
     ds = summary.get("dataset", {})
     parts = [f"# Accuracy: {ds.get('format', '?')} ({ds.get('sequences', '?')} sequences), protocol {protocol}", "",
              markdown_table(headers, rows), ""]
+    if protocol == "vot" and "eao_range" in summary:
+        rng = summary["eao_range"]
+        parts += [f"EAO: expected average overlap over sequence lengths {rng['low']}..{rng['high']} "
+                  f"({rng['edition']} range), computed as pysot's eao_benchmark; '-' when every sequence is "
+                  f"shorter than {rng['low']} frames. Accuracy/robustness as pysot's ar_benchmark.", ""]
     if protocol != "vot":
-        parts += ["Normalised precision: `NormPrec@0.20 (pysot)` is the curve at threshold 0.20 (what pysot prints "
-                  "for LaSOT); `NormPrec AUC 0-0.5 (LaSOT)` is its mean over 0..0.50 (the LaSOT protocol). "
-                  "Success uses IoU > t (strict), precision uses distance <= t, as pysot's toolkit.", ""]
+        parts += ["Scored as pysot's OPEBenchmark: success uses IoU > t (strict), precision distance <= t; "
+                  "`NormPrec@0.20 (pysot)` is the normalised-precision curve at 0.20 (what pysot prints for "
+                  "LaSOT); absent flags apply to LaSOT only.", "",
+                  "Failure modes (bench.failure_modes, medians per sequence over frames 1..T-1, then the mean over "
+                  "sequences; standard errors in summary.json `failure_modes_se`): `ScaleErr` |log(area_pred / "
+                  "area_gt)|, `AspectErr` |log(aspect_pred / aspect_gt)| (log 2 = 0.69: twice the area or "
+                  "aspect); `Distractor` the fraction of frames with IoU < 0.1 while the tracker's score is at or "
+                  "above the lost threshold (0.3), '-' without per-frame scores.", ""]
     problems = [(name, p["sequence"], p["error"]) for name, r in runs.items() for p in r["problems"]]
     problems += [("(dataset)", p["sequence"], p["error"]) for p in ds.get("load_problems", [])]
     problems += [(e["run"], e["sequence"], e["error"]) for e in summary.get("run_errors", [])]
@@ -84,6 +95,17 @@ def accuracy_markdown(summary: dict) -> str:
         parts += ["## Problems (these sequences were left out; the rest were scored)", ""]
         parts += [f"- {run} / {seq}: {err}" for run, seq, err in problems] + [""]
     return "\n".join(parts)
+
+
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def run_styles(names: list[str]) -> dict[str, dict]:
+    """One matplotlib style per run, fixed by the run's position in the summary (not by its score), so a
+    run looks the same in success.png, precision.png and norm_precision.png. Line styles cycle with
+    the colours so that runs with identical curves (e.g. two flavours) stay visible."""
+    return {name: {"color": f"C{i % 10}", "linestyle": _LINESTYLES[i % len(_LINESTYLES)]}
+            for i, name in enumerate(names)}
 
 
 def plot_accuracy(summary: dict, out_dir: Path) -> list[Path]:
@@ -103,14 +125,15 @@ def plot_accuracy(summary: dict, out_dir: Path) -> list[Path]:
              ("norm_precision.png", "norm_precision", NORM_PRECISION_THRESHOLDS,
               "normalised location error threshold", "normalised precision", "Normalised precision plot",
               "@0.20", "norm_prec_pysot")]
+    styles = run_styles(list(runs))
     written = []
     for fname, key, x, xlabel, ylabel, title, tag, score_key in specs:
         fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+        # legend order follows this plot's score; colour and line style stay the run's own in every plot
         order = sorted(runs, key=lambda n: -(runs[n]["overall"].get(score_key) or 0))
-        for i, name in enumerate(order):
+        for name in order:
             r = runs[name]
-            # line styles cycle so that runs with identical curves (e.g. two flavours) stay visible
-            ax.plot(x, r["curves"][key], linewidth=2, linestyle=("-", "--", "-.", ":")[i % 4],
+            ax.plot(x, r["curves"][key], linewidth=2, **styles[name],
                     label=f"{name} [{tag} {r['overall'][score_key]:.3f}]")
         if key == "precision":
             ax.axvline(20, color="grey", linestyle=":", linewidth=1)
@@ -129,11 +152,11 @@ def plot_accuracy(summary: dict, out_dir: Path) -> list[Path]:
     return written
 
 
-def write_accuracy_report(summary: dict, out_dir: Path, plots: bool = True) -> None:
+def write_accuracy_report(summary: dict, out_dir: Path, plots: bool = True) -> list[Path]:
+    """summary.json, summary.md and (``plots``) the PNGs; returns the PNG paths written."""
     write_atomic(out_dir / "summary.json", json.dumps(summary, indent=1, default=json_default))
     write_atomic(out_dir / "summary.md", accuracy_markdown(summary))
-    if plots:
-        plot_accuracy(summary, out_dir)
+    return plot_accuracy(summary, out_dir) if plots else []
 
 
 # ------------------------------------------------------------------ latency

@@ -52,13 +52,14 @@ class Run:
     def random_weights(self) -> bool:
         return self.backend == "torch" and not self.checkpoint
 
-    def open(self):
-        """Open the runtime backend (imports only that backend's library)."""
+    def open(self, threads: int | None = None):
+        """Open the runtime backend (imports only that backend's library); ``threads``: intra-op CPU
+        threads of ONNX Runtime / torch (None: the library's default)."""
         from runtime.backends import open_backend
 
         seed = (self.seed or 0) if self.random_weights else None
         return open_backend(self.model, checkpoint=self.checkpoint, backend=self.backend,
-                            precision=self.precision, flavour=self.flavour, seed=seed)
+                            precision=self.precision, flavour=self.flavour, seed=seed, threads=threads)
 
     def fingerprint(self) -> str:
         """sha256 over this run's options and the bytes of every file it would load: the variant's

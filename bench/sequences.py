@@ -9,7 +9,7 @@ absent.txt). Frame 0 always has a finite box with w, h > 0 (the tracker starts t
 sequence is reported as a problem.
 
 VOT sequences also carry ``gt_regions``: per frame the original 4 or 8 numbers (used for the reset
-protocol's overlap), and ``gt_xywh`` is pysot's axis-aligned conversion (``metrics.poly_to_xywh``).
+protocol's overlap), and ``gt_xywh`` is pysot's axis-aligned conversion (``runtime.protocol.vot_region_to_box``).
 
 Readers never stop at a bad sequence: ``read_dataset`` returns the good sequences and a list of
 ``SequenceProblem`` (name + message) for the rest (missing frame, wrong column count, partial NaN rows,
@@ -115,11 +115,18 @@ def read_dataset(fmt: str, root: str | Path, *, split: str | None = None,
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; the {fmt} layout is {LAYOUTS[fmt]}")
     listing, build = _READERS[fmt](root, split)
-    if names:
-        wanted = set(names)
-        listing = [(n, a) for n, a in listing if n in wanted]
     if not listing:
         raise InputError(f"{root}: no {fmt} sequence found; expected {LAYOUTS[fmt]}")
+    if names:
+        available = [n for n, _ in listing]
+        unknown = [n for n in dict.fromkeys(names) if n not in set(available)]
+        if unknown:
+            shown = ", ".join(available[:10]) + (f", ... ({len(available)} in total)" if len(available) > 10 else "")
+            raise InputError(f"--sequences: {', '.join(map(repr, unknown))} "
+                             f"{'is' if len(unknown) == 1 else 'are'} not a sequence of {root} ({fmt}); "
+                             f"available: {shown}")
+        wanted = set(names)
+        listing = [(n, a) for n, a in listing if n in wanted]
     load = DatasetLoad([], [])
     for name, arg in listing:
         try:
@@ -130,6 +137,12 @@ def read_dataset(fmt: str, root: str | Path, *, split: str | None = None,
 
 
 # ------------------------------------------------------------------ shared parsing helpers
+
+def is_plain_name(name: str) -> bool:
+    """True for a name usable as one folder or file name inside a root: no separator, not '.' or '..'."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name \
+        and not Path(name).is_absolute()
+
 
 def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
@@ -356,11 +369,17 @@ def _vot_listing(root: Path, split):
     lst = root / "list.txt"
     names = lst.read_text().split() if lst.is_file() else \
         [p.parent.name for p in sorted(root.glob("*/groundtruth.txt"))]
+    for lineno, name in enumerate(names, 1):
+        if not is_plain_name(name):
+            # an entry like /etc or ../x would read frames outside the dataset and, as the result file's
+            # name, write outside --out
+            raise InputError(f"{lst}: entry {lineno} {name!r} is not a sequence folder name (absolute, '..' or "
+                             "a path with '/'); list.txt must hold plain folder names of ROOT, one per line")
     return [(n, root / n) for n in names], _vot_build
 
 
 def _vot_build(name: str, seq_dir: Path) -> Sequence:
-    from bench.metrics import poly_to_xywh, xywh_to_poly
+    from runtime.protocol import box_to_vot_polygon, vot_region_to_box
 
     if not seq_dir.is_dir():
         raise _Bad(f"{seq_dir}: listed in list.txt but the folder is missing")
@@ -371,8 +390,8 @@ def _vot_build(name: str, seq_dir: Path) -> Sequence:
         raise _Bad(f"{gt_path}: mask ground truth (VOT2020+) is not supported; use a VOT2016-2019 sequence")
     raw = parse_boxes(gt_path, columns=(4, 8), allow_empty_rows=False)
     if raw.shape[1] == 4:                     # pysot turns a rectangle into its inclusive-corner polygon
-        raw = np.array([xywh_to_poly(r) for r in raw])
-    gt = np.array([poly_to_xywh(r) for r in raw])
+        raw = np.array([box_to_vot_polygon(r) for r in raw])
+    gt = np.array([vot_region_to_box(r) for r in raw])
     seq = _finish(name, frames, gt, np.zeros(len(gt), dtype=bool), "vot", str(seq_dir))
     seq.gt_regions = [tuple(r) for r in raw]
     return seq

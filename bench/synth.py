@@ -10,6 +10,10 @@ target's rotated and scaled rectangle (its four corners), clipped to the frame. 
 the occluder hides the target; ``absent`` is True on frames where less than 10 % of the target is
 visible.
 
+A generated set (``write_set``, ``siamtrack synth``) is complete only when its manifest ``synth.json``
+exists: it is removed before generation starts and written last, and ``check_set`` refuses a folder of
+generated sequences without it (an interrupted run), so a partial set is never used as a whole one.
+
 Images come from scikit-image's ``data`` folder (read by path, no download) and, when installed,
 scikit-learn's two sample images.
 
@@ -21,9 +25,14 @@ Train/test split (for a training stage that must never see test sequences):
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import importlib.util
+import json
 import math
 import os
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,12 +289,12 @@ def generate(seed: int, config: SynthConfig = SynthConfig(), name: str | None = 
 def write_sequence(seed: int, folder: str | Path, config: SynthConfig = SynthConfig(), ext: str = ".jpg") -> Path:
     """Write ``folder/img/00000001.jpg ...``, ``groundtruth.txt`` (x,y,w,h per line) and ``absent.txt``.
 
-    The layout is the ``folder`` format of ``bench.sequences``. Files are written to a temporary folder
-    and renamed, so an interrupted run leaves no half sequence.
+    The layout is the ``folder`` format of ``bench.sequences``. Files are written to a temporary folder,
+    fsynced and renamed, so an interrupted run leaves no half sequence.
     """
-    import shutil
-
     import cv2
+
+    from runtime.atomic import replace_dir
 
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
@@ -298,17 +307,110 @@ def write_sequence(seed: int, folder: str | Path, config: SynthConfig = SynthCon
         absent_lines.append(f"{int(item.absent)}\n")
     (tmp / "groundtruth.txt").write_text("".join(gt_lines))
     (tmp / "absent.txt").write_text("".join(absent_lines))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    replace_dir(tmp, folder)
     return folder
 
 
 def write_dataset(root: str | Path, seeds, config: SynthConfig = SynthConfig()) -> list[Path]:
-    """One folder per seed, named ``synth-<seed>``, under ``root`` (the ``folder`` dataset format)."""
+    """One folder per seed, named ``synth-<seed>``, under ``root`` (the ``folder`` dataset format), with
+    the completion manifest (``write_set``)."""
+    seeds = list(seeds)
+    write_set(root, seeds, config)
+    return [Path(root) / sequence_name(s) for s in seeds]
+
+
+# ------------------------------------------------------------------ generated sets and their manifest
+
+SET_MANIFEST = "synth.json"
+SET_FORMAT = "siamtrack-synth/1"
+_SEQ_NAME = re.compile(r"synth-\d{7}$")
+
+
+def sequence_name(seed: int) -> str:
+    return f"synth-{seed:07d}"
+
+
+def set_request(seeds, config: SynthConfig) -> dict:
+    """What a set is made of; equal requests give byte-identical sets."""
+    return {"format": SET_FORMAT, "seeds": [int(s) for s in seeds],
+            "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+
+
+def write_set(root: str | Path, seeds, config: SynthConfig = SynthConfig(), progress=None) -> dict:
+    """Write sequences ``seeds`` under ``root`` and, last, the manifest ``synth.json`` that says the set is
+    complete. Generated sequences of ``root`` that are not in ``seeds`` are removed (the folder reader
+    would read them too). Returns the manifest. progress: optional wrapper for the seed iterable (tqdm)."""
+    from runtime.atomic import write_text
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    return [write_sequence(s, root / f"synth-{s:07d}", config) for s in seeds]
+    (root / SET_MANIFEST).unlink(missing_ok=True)    # from here until the end the set is incomplete
+    seeds = [int(s) for s in seeds]
+    wanted = {sequence_name(s) for s in seeds}
+    for old in root.iterdir():
+        stray = old.name.startswith(".synth-") and ".tmp" in old.name     # a killed run's temp folder
+        if old.is_dir() and (stray or (_SEQ_NAME.match(old.name) and old.name not in wanted)):
+            shutil.rmtree(old)
+    for s in (progress(seeds) if progress else seeds):
+        write_sequence(s, root / sequence_name(s), config)
+    manifest = dict(set_request(seeds, config), sequences=sorted(wanted))
+    write_text(root / SET_MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
+def check_set(root: str | Path) -> dict | None:
+    """Verify a generated set before it is used: its manifest exists and every sequence it lists is
+    there with all its frames, and no other generated sequence is. Returns the manifest; None when
+    ``root`` holds no generated sequences (a user's own folder dataset). InputError otherwise."""
+    root = Path(root)
+    present = sorted(p.name for p in root.iterdir() if p.is_dir() and _SEQ_NAME.match(p.name)) \
+        if root.is_dir() else []
+    manifest_path = root / SET_MANIFEST
+    redo = (f"regenerate it: siamtrack synth --out {root} --count N ... (or delete the folder; build.sh "
+            "regenerates it)")
+    if not manifest_path.is_file():
+        if not present:
+            return None
+        raise InputError(f"{root}: an incomplete generated set ({len(present)} sequence(s) and no {SET_MANIFEST}, "
+                         f"which is written last): its generation was interrupted; {redo}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        listed, frames = list(manifest["sequences"]), int(manifest["config"]["frames"])
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{manifest_path}: unreadable; {redo}") from None
+    missing = sorted(set(listed) - set(present))
+    extra = sorted(set(present) - set(listed))
+    short = [n for n in listed if n in present and _frame_count(root / n) != frames]
+    if missing or extra or short:
+        detail = "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "",
+                                       f"not in the manifest: {', '.join(extra)}" if extra else "",
+                                       f"wrong frame count: {', '.join(short)}" if short else "") if x)
+        raise InputError(f"{root}: the generated set does not match its {SET_MANIFEST} ({detail}); {redo}")
+    return manifest
+
+
+def set_is_current(root: str | Path, seeds, config: SynthConfig) -> bool:
+    """True when ``root`` holds exactly the complete set ``write_set(root, seeds, config)`` would write."""
+    try:
+        manifest = check_set(root)
+    except InputError:
+        return False
+    return manifest is not None and {k: manifest.get(k) for k in ("format", "seeds", "config")} == \
+        set_request(seeds, config)
+
+
+def set_fingerprint(root: str | Path) -> str | None:
+    """sha256 of a complete generated set's manifest (None when ``root`` is not one)."""
+    path = Path(root) / SET_MANIFEST
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _frame_count(folder: Path) -> int:
+    img = folder / "img"
+    frames = sum(1 for p in img.iterdir() if p.is_file()) if img.is_dir() else 0
+    gt = folder / "groundtruth.txt"
+    lines = len(gt.read_text().splitlines()) if gt.is_file() else -1
+    return frames if frames == lines else -1
 
 
 EPILOG = """\
@@ -332,11 +434,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, help="default: the first seed of the split")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--size", default="320x240", help="WxH")
+    p.add_argument("--only-stale", action="store_true",
+                   help="do nothing (and say \"up to date\") when --out already holds this complete set")
     args = p.parse_args(argv)
+    if args.count < 1:
+        raise InputError(f"--count {args.count}: nothing to generate; pass the number of sequences, 1 or more "
+                         "(e.g. --count 5)")
+    if args.frames < 2:
+        raise InputError(f"--frames {args.frames}: a sequence needs at least 2 frames (one to start on, one to "
+                         "track), e.g. --frames 60")
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise InputError(f"--size {args.size!r}: expected WxH, e.g. 320x240") from None
+    if w < 32 or h < 32:
+        raise InputError(f"--size {args.size}: frames must be at least 32x32 pixels")
     first = args.first_seed if args.first_seed is not None else (TRAIN_SEEDS if args.split == "train" else TEST_SEEDS).start
     seeds = range(first, first + args.count)
     for s in (seeds.start, seeds.stop - 1):
@@ -346,10 +458,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = SynthConfig(width=w, height=h, frames=args.frames)
     root = Path(args.out)
-    root.mkdir(parents=True, exist_ok=True)
-    for s in tqdm(seeds, desc="synth", unit="seq"):
-        write_sequence(s, root / f"synth-{s:07d}", cfg)
-    print(f"wrote {args.count} sequences to {root}")
+    if args.only_stale and set_is_current(root, seeds, cfg):
+        print(f"up to date: {root} holds these {args.count} generated sequences ({SET_MANIFEST} checked)")
+        return 0
+    write_set(root, seeds, cfg, progress=lambda it: tqdm(it, desc="synth", unit="seq"))
+    print(f"wrote {args.count} sequences to {root} (complete: {SET_MANIFEST})")
     return 0
 
 

@@ -16,7 +16,12 @@ Output folder (written to a temporary sibling and renamed, so a failed run leave
     ``search_template``  (S,) int32           row of ``template`` whose kernels go with each search crop
     ``search_jittered``  (S,) bool            False = the tracker's own crop, True = jittered
 ``manifest.json``: model identity (export id, source sha256, spec), per-shard sha256 and counts,
-the set sha256 (over shard hashes), the jitter settings and seed.
+the set sha256 (over shard hashes), the jitter settings and seed, and ``inputs``: everything the set
+was made from (model identity, dataset and its fingerprint, options), which ``--only-stale`` compares
+to decide that an existing set is up to date.
+
+A generated dataset (``bench.synth``) is used only when complete (its ``synth.json`` manifest checked),
+so an interrupted ``synth`` never silently calibrates INT8 on part of the data.
 """
 from __future__ import annotations
 
@@ -201,13 +206,15 @@ def set_sha256(shards: list[dict]) -> str:
 
 def collect(sequences, backend: Backend, out_dir: str | Path, *, model_identity: dict,
             jitter: JitterConfig = JitterConfig(), every: int = 1, max_per_sequence: int = 64,
-            min_samples: int = 32, seed: int = 0, overwrite: bool = False, progress: bool = False) -> dict:
+            min_samples: int = 32, seed: int = 0, overwrite: bool = False, progress: bool = False,
+            inputs: dict | None = None) -> dict:
     """Record every sequence (iterable of SequenceInput) with the FP32 ``backend``; write shards and
     ``manifest.json`` into ``out_dir`` atomically; return the manifest.
 
     model_identity: {"export_id", "source_sha256", "xcorr", "precision"} of the graphs behind ``backend``
     (empty strings when unknown). Refuses (CalibrationError, nothing written) when fewer than
-    ``min_samples`` search crops were recorded.
+    ``min_samples`` search crops were recorded. inputs: recorded as ``manifest["inputs"]``
+    (``collect_inputs``), for ``--only-stale``.
     """
     from tqdm import tqdm
 
@@ -243,14 +250,14 @@ def collect(sequences, backend: Backend, out_dir: str | Path, *, model_identity:
         manifest = {"format": FORMAT, "model": dict(model_identity, spec=json.loads(backend.spec.to_json())),
                     "shards": shards, "templates": sum(s["templates"] for s in shards), "searches": searches,
                     "set_sha256": set_sha256(shards), "sources": names, "jitter": asdict(jitter),
-                    "every": every, "max_per_sequence": max_per_sequence, "seed": seed}
+                    "every": every, "max_per_sequence": max_per_sequence, "seed": seed, "inputs": inputs or {}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         os.chmod(tmp, 0o755)   # mkdtemp makes 0700
         for f in tmp.iterdir():
             os.chmod(f, 0o644)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        from runtime.atomic import replace_dir
+
+        replace_dir(tmp, out_dir)   # every shard and the manifest fsynced, then one rename
         return manifest
     finally:
         if tmp.exists():
@@ -261,7 +268,10 @@ def collect(sequences, backend: Backend, out_dir: str | Path, *, model_identity:
 
 def sequences_from_dataset(fmt: str, root: Path, names: list[str] | None, limit: int | None):
     from bench.sequences import read_dataset
+    from bench.synth import check_set
 
+    if fmt == "folder":
+        check_set(root)   # a generated set must be complete (its manifest is written last)
     load = read_dataset(fmt, root, names=names)
     for p in load.problems:
         print(f"calibrate: skipping {p.name}: {p.message}", file=sys.stderr)
@@ -293,6 +303,52 @@ def sequence_from_video(path: Path, box: str) -> SequenceInput:
     if values.shape != (4,) or values[2] <= 0 or values[3] <= 0:
         raise InputError(f"--box {box!r}: expected x,y,w,h in pixels with w, h > 0, e.g. --box 120,80,60,90")
     return SequenceInput(path.stem, FrameReader(path), values)
+
+
+def dataset_fingerprint(root: Path) -> str:
+    """sha256 naming a dataset's content cheaply: a generated set's manifest, else every file's relative
+    path, size and modification time (a changed, added or removed file changes it)."""
+    from bench.synth import set_fingerprint
+
+    root = Path(root)
+    generated = set_fingerprint(root) if root.is_dir() else None
+    if generated:
+        return generated
+    h = hashlib.sha256()
+    if root.is_file():
+        st = root.stat()
+        h.update(f"{root.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return h.hexdigest()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(folder) / name
+            st = p.stat()
+            h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def collect_inputs(args, identity: dict) -> dict:
+    """What a calibration set is made from (recorded in its manifest; compared by --only-stale)."""
+    source = args.dataset.partition(":")[2] if args.dataset else str(args.video)
+    return {"model": identity, "dataset": args.dataset or f"video:{args.video}", "box": args.box,
+            "dataset_fingerprint": dataset_fingerprint(Path(source)), "names": args.names, "limit": args.limit,
+            "every": args.every, "max_per_sequence": args.max_per_sequence,
+            "jitter_templates": args.jitter_templates, "jitter_searches": args.jitter_searches,
+            "min_samples": args.min_samples, "seed": args.seed}
+
+
+def set_is_current(out: Path, inputs: dict) -> bool:
+    """True when ``out`` holds a verified calibration set recorded from exactly ``inputs``."""
+    from calibration.feeds import load_calibration
+
+    if not (out / MANIFEST).is_file():
+        return False
+    try:
+        calib = load_calibration(out)    # checks every shard's sha256
+    except CalibrationError:
+        return False
+    return calib.manifest.get("inputs") == json.loads(json.dumps(inputs))
 
 
 def model_identity(model_dir: Path, flavour: str | None) -> dict:
@@ -336,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-samples", type=int, default=32, help="refuse sets with fewer search crops")
     parser.add_argument("--seed", type=int, default=0, help="jitter seed")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--only-stale", action="store_true",
+                        help="leave --out alone (and say \"up to date\") when it was recorded from this FP32 model, "
+                             "this dataset (unchanged) and these options; else record it anew (implies --overwrite)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     args = parser.parse_args(argv)
@@ -353,13 +412,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sequences = [sequence_from_video(args.video, args.box)]
     identity = model_identity(args.model_dir, args.flavour)
+    inputs = collect_inputs(args, identity)
+    out = args.out or args.model_dir / "calib"
+    if args.only_stale and set_is_current(out, inputs):
+        manifest = json.loads((out / MANIFEST).read_text())
+        print(f"up to date: {out} (recorded from export {identity['export_id']} on the same data and options; "
+              f"{manifest['searches']} search crops)")
+        return 0
     backend = open_backend(str(args.model_dir), backend="onnxruntime", precision="fp32", flavour=identity["xcorr"])
     jitter = JitterConfig(templates=args.jitter_templates, searches=args.jitter_searches)
     with backend:
-        manifest = collect(sequences, backend, args.out or args.model_dir / "calib", model_identity=identity,
+        manifest = collect(sequences, backend, out, model_identity=identity,
                            jitter=jitter, every=args.every, max_per_sequence=args.max_per_sequence,
-                           min_samples=args.min_samples, seed=args.seed, overwrite=args.overwrite,
-                           progress=not args.quiet)
+                           min_samples=args.min_samples, seed=args.seed,
+                           overwrite=args.overwrite or args.only_stale, progress=not args.quiet, inputs=inputs)
     summary = {k: manifest[k] for k in ("templates", "searches", "set_sha256", "sources")}
     print(json.dumps(summary) if args.json else
           f"recorded {summary['templates']} templates and {summary['searches']} search crops from "

@@ -57,8 +57,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -335,18 +333,35 @@ def _quantize_weight(wname, init, new_inits, head_nodes, report: RangeReport,
 
 def quantize(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], out_path: str | Path,
              method: str = "percentile", keep_fp: Iterable[str] = (), percentile: float = 99.99,
-             residual: bool = True, bias_correction: bool = True, progress: bool = False) -> Path:
+             residual: bool = True, bias_correction: bool = True, progress: bool = False,
+             calibration_id: str = "") -> Path:
     """Write an INT8 Q/DQ copy of the FP32 graph ``onnx_path`` to ``out_path``; returns ``out_path``.
 
     feeds: re-iterable (or one-shot, then held in memory) {input_name: float32 array} dicts covering
     every graph input, e.g. ``calibration.feeds.search_feeds(...)``. method: max | percentile | entropy.
     Writes ``out_path`` with metadata ``siamrpn.precision = int8`` and ``siamrpn.calibration`` (method,
-    set sha256, sample count, kept layers), and ``<out>.ranges.json`` (per-tensor ranges, weight scales).
-    Both files appear atomically, or not at all.
+    set sha256, sample count, kept layers, ``calibration_id``, the FP32 source's sha256), and
+    ``<out>.ranges.json`` (per-tensor ranges, weight scales). Both files appear atomically, or not at all.
+    A template/search pair is written with ``quantize_pair``, which makes the pair all-or-nothing.
     """
+    data, ranges = quantize_to_bytes(onnx_path, feeds, method=method, keep_fp=keep_fp, percentile=percentile,
+                                     residual=residual, bias_correction=bias_correction, progress=progress,
+                                     calibration_id=calibration_id)
+    out_path = Path(out_path)
+    atomic_write_bytes(out_path, data, extra={ranges_path(out_path): ranges})
+    return out_path
+
+
+def quantize_to_bytes(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], *,
+                      method: str = "percentile", keep_fp: Iterable[str] = (), percentile: float = 99.99,
+                      residual: bool = True, bias_correction: bool = True, progress: bool = False,
+                      calibration_id: str = "") -> tuple[bytes, bytes]:
+    """``quantize`` without writing: (serialised INT8 model, ranges JSON)."""
     import onnx
 
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    from runtime.contract import sha256_file
+
+    onnx_path = Path(onnx_path)
     if method not in METHODS:
         raise CalibrationError(f"method {method!r} is unknown; choose one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
@@ -372,7 +387,8 @@ def quantize(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], o
     insert_qdq(model, qplan, cal.amax, report, cal.channel_mean if bias_correction else None)
     calib = {"method": method, "percentile": report.percentile, "set_sha256": set_sha, "samples": count,
              "keep_fp": sorted(qplan.kept), "quantizer": QUANTIZER_ID,
-             "quantized_convs": len(qplan.convs), "bias_correction": bias_correction}
+             "quantized_convs": len(qplan.convs), "bias_correction": bias_correction,
+             "calibration_id": calibration_id, "source_graph_sha256": sha256_file(onnx_path)}
     merge_metadata_props(model, {META_PRECISION: "int8", META_CALIBRATION: json.dumps(calib, sort_keys=True)})
     try:
         if source_valid:
@@ -380,9 +396,63 @@ def quantize(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], o
     except onnx.checker.ValidationError as err:
         raise CalibrationError(f"{onnx_path}: the quantized graph fails onnx.checker ({err}); this is a bug "
                                "in calibration.quantize, please report it with the input graph") from None
-    atomic_write_bytes(out_path, model.SerializeToString(),
-                       extra={ranges_path(out_path): json.dumps(dataclasses.asdict(report), indent=1).encode()})
-    return out_path
+    return model.SerializeToString(), json.dumps(dataclasses.asdict(report), indent=1).encode()
+
+
+def pair_calibration_id(template_fp32: Path, search_fp32: Path, set_sha256: str, *, method: str,
+                        percentile: float, keep_fp: Iterable[str], residual: bool, bias_correction: bool) -> str:
+    """One id for an INT8 template/search pair: the same FP32 graphs, calibration set and options give
+    the same id. Both graphs carry it, so a pair mixed from two calibrations is refused at load
+    (``runtime.variants``) and a current pair is recognised (``--only-stale``)."""
+    from runtime.contract import sha256_file
+
+    text = json.dumps([sha256_file(template_fp32), sha256_file(search_fp32), set_sha256, method,
+                       percentile if method == "percentile" else None, sorted(keep_fp), residual,
+                       bias_correction, QUANTIZER_ID])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def quantize_pair(template_fp32: Path, search_fp32: Path, calib, out_dir: Path, flavour: str, *,
+                  method: str = "percentile", keep_fp: Iterable[str] = (), percentile: float = 99.99,
+                  residual: bool = True, bias_correction: bool = True, progress: bool = False) -> list[Path]:
+    """Quantize one flavour's template and search graphs with ``calib`` (a ``CalibrationSet``) and
+    write both (with their ranges) only when both are done, each fsynced before any is renamed.
+    Returns the two graph paths."""
+    from runtime.contract import artifact_name
+
+    opts = dict(method=method, keep_fp=list(keep_fp), percentile=percentile, residual=residual,
+                bias_correction=bias_correction)
+    cal_id = pair_calibration_id(template_fp32, search_fp32, calib.set_sha256, **opts)
+    files: dict[Path, bytes] = {}
+    outs = []
+    for graph, src in (("template", template_fp32), ("search", search_fp32)):
+        data, ranges = quantize_to_bytes(src, calib.feeds_for(src), progress=progress, calibration_id=cal_id,
+                                         **opts)
+        out = Path(out_dir) / artifact_name(graph, "int8", flavour, "onnx")
+        files[out], files[ranges_path(out)] = data, ranges
+        outs.append(out)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    from runtime.atomic import write_group
+
+    write_group(files)
+    return outs
+
+
+def pair_is_current(template_fp32: Path, search_fp32: Path, calib, out_dir: Path, flavour: str,
+                    **opts) -> bool:
+    """True when ``out_dir`` holds this flavour's INT8 pair made from these FP32 graphs, this
+    calibration set and these options (both graphs carry the expected calibration id)."""
+    from runtime.contract import artifact_name
+    from runtime.variants import calibration_info
+
+    want = pair_calibration_id(template_fp32, search_fp32, calib.set_sha256, **opts)
+    for graph in ("template", "search"):
+        path = Path(out_dir) / artifact_name(graph, "int8", flavour, "onnx")
+        if not path.is_file() or not ranges_path(path).is_file():
+            return False
+        if calibration_info(path).get("calibration_id") != want:
+            return False
+    return True
 
 
 def _passes_checker(model) -> bool:
@@ -414,24 +484,14 @@ def _load(path: Path):
 
 
 def atomic_write_bytes(path: Path, data: bytes, extra: dict[Path, bytes] | None = None) -> None:
-    """Write ``data`` to ``path`` (and each ``extra`` file) via temp files in the same folder, then
-    os.replace them all; on any failure no target file is touched."""
-    items = [(Path(path), data)] + list((extra or {}).items())
-    temps = []
-    try:
-        for target, payload in items:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            temps.append(tmp)
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.chmod(tmp, 0o644)   # mkstemp makes 0600; artifacts are meant to be shared
-        for (target, _), tmp in zip(items, temps):
-            os.replace(tmp, target)
-    finally:
-        for tmp in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    """Write ``data`` to ``path`` (and each ``extra`` file) via temp files in the same folder, all
+    fsynced before any is renamed (``runtime.atomic.write_group``); on a failure no target is touched."""
+    from runtime.atomic import write_group
+
+    files = {Path(path): data, **{Path(k): v for k, v in (extra or {}).items()}}
+    for target in files:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    write_group(files)
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -464,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bias-correction", action="store_true",
                         help="keep the float biases as exported (default: each quantized Conv's bias absorbs "
                              "the mean shift of its weight rounding)")
+    parser.add_argument("--only-stale", action="store_true",
+                        help="leave a flavour's INT8 pair alone (and say \"up to date\") when it was made from "
+                             "these FP32 graphs, this calibration set and these options")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print written paths as JSON")
     args = parser.parse_args(argv)
@@ -477,17 +540,23 @@ def main(argv: list[str] | None = None) -> int:
                                 if (args.model_dir / artifact_name("search", "fp32", f, "onnx")).is_file()]
     if not flavours:
         raise CalibrationError(f"{args.model_dir}: no search.fp32.<flavour>.onnx found; export first")
+    opts = dict(method=args.method, keep_fp=keep, percentile=args.percentile, residual=not args.no_residual,
+                bias_correction=not args.no_bias_correction)
+    current = []
     for flavour in flavours:
-        for graph in GRAPHS:
-            src = args.model_dir / artifact_name(graph, "fp32", flavour, "onnx")
-            feeds = calib.feeds_for(src)
-            out = out_dir / artifact_name(graph, "int8", flavour, "onnx")
-            written.append(str(quantize(src, feeds, out, method=args.method, keep_fp=keep,
-                                        percentile=args.percentile, residual=not args.no_residual,
-                                        bias_correction=not args.no_bias_correction,
-                                        progress=not args.quiet)))
+        template, search = (args.model_dir / artifact_name(g, "fp32", flavour, "onnx") for g in GRAPHS)
+        if args.only_stale and pair_is_current(template, search, calib, out_dir, flavour, **opts):
+            current.append(flavour)
+            if not args.json:
+                print(f"up to date: {out_dir}/{{template,search}}.int8.{flavour}.onnx (same FP32 graphs, "
+                      f"calibration set {calib.set_sha256[:12]} and options)")
+            continue
+        outs = quantize_pair(template, search, calib, out_dir, flavour, progress=not args.quiet, **opts)
+        written += [str(p) for p in outs]
+        if not args.json:
+            print("\n".join(str(p) for p in outs))
     if args.json:
-        print(json.dumps({"written": written}))
+        print(json.dumps({"written": written, "up_to_date": current}))
     return 0
 
 

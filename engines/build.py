@@ -17,7 +17,8 @@ from pathlib import Path
 from engines import trt_compat
 from engines.plan import BUILD, FRESH, SKIP, BuildPlan, BuildRequest, Listing, Machine, OnnxArtifact, \
     choose_product, make_plan, validate_options
-from runtime.contract import GRAPHS, PRECISIONS, XCORR_DOMAIN, XCORR_FLAVOURS, GraphMeta, sha256_file
+from runtime.contract import GRAPHS, PRECISIONS, XCORR_DOMAIN, XCORR_FLAVOURS, XCORR_NODE_ATTRIBUTES, XCORR_OP, \
+    GraphMeta, sha256_file
 from runtime.engine_meta import PRODUCTS, EngineBuildOptions, EngineSidecar, read_sidecar, sidecar_path, write_atomic, \
     write_sidecar
 from runtime.errors import BackendUnavailable, ContractError, InputError, SiamTrackError
@@ -85,9 +86,10 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, options: EngineBui
         engine_file=out_path.name, graph=meta.graph, precision=meta.precision, flavour=meta.xcorr,
         product=api.product, product_version=api.version, gpu_name=gpu[0] if gpu else "",
         compute_capability=gpu[1] if gpu else "", runs_on=tuple(runs_on),
-        onnx_file=_relative(onnx_path, out_path.parent), onnx_sha256=sha256_file(onnx_path), export_id=meta.export_id,
+        # File names only: a sidecar names files, it never says where code is loaded from (engine_meta).
+        onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path), export_id=meta.export_id,
         build_options=options, profile=profile,
-        plugin_library=_relative(Path(plugin_library), out_path.parent) if plugin_library else None,
+        plugin_library=Path(plugin_library).name if plugin_library else None,
         plugin_sha256=sha256_file(plugin_library) if plugin_library else None,
         io_dtypes=_io_dtypes(api, network), model_spec=meta.spec.to_json(), tracker_config=meta.tracker.to_json(),
         engine_sha256=_sha256_bytes(data), engine_bytes=len(data),
@@ -115,7 +117,28 @@ def _read_graph_meta(onnx_path: Path) -> GraphMeta:
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:  # protobuf raises assorted types for a corrupt file
         raise ContractError(f"{onnx_path}: not a readable ONNX file ({exc}); re-export it") from None
+    _check_plugin_lookup_attributes(model, onnx_path)
     return GraphMeta.from_props({p.key: p.value for p in model.metadata_props}, where=str(onnx_path))
+
+
+def _check_plugin_lookup_attributes(model, onnx_path: Path) -> None:
+    """Refuse DepthwiseXCorr nodes without the plugin_namespace/plugin_version string attributes (exports
+    made before they were written): TensorRT 10.0-10.3's ONNX parser (JetPack 6) finds the plugin only
+    through them, and newer parsers would find it only through their fallback to the node's domain."""
+    wanted = dict(XCORR_NODE_ATTRIBUTES)
+    stale = []
+    for node in model.graph.node:
+        if node.domain == XCORR_DOMAIN and node.op_type == XCORR_OP:
+            got = {a.name: a.s.decode() for a in node.attribute if a.type == a.STRING}
+            if any(got.get(name) != value for name, value in wanted.items()):
+                stale.append(node.name or node.output[0])
+    if stale:
+        expected = ", ".join(f'{name}="{value}"' for name, value in XCORR_NODE_ATTRIBUTES)
+        raise ContractError(f"{onnx_path}: {XCORR_DOMAIN}::{XCORR_OP} node(s) {', '.join(stale)} lack the string "
+                            f"attributes {expected} that TensorRT's ONNX parser needs to find the plugin (the file "
+                            "was exported by an older version of this project). Re-export it: `bash build.sh` "
+                            "again, or `siamtrack export` followed by `siamtrack fp16` / `siamtrack quantize` for "
+                            "the FP16/INT8 variants.")
 
 
 def _add_profile(api, builder, network, config, meta: GraphMeta, options: EngineBuildOptions, onnx_path: Path) -> dict:
@@ -162,13 +185,6 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _relative(path: Path, folder: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(folder.resolve()))
-    except ValueError:
-        return str(Path(path).resolve())
-
-
 # --- folder -> plan -> engines -------------------------------------------------------------------
 def list_folder(folder: Path, plugin_library: Path | None) -> Listing:
     """Hash and read the metadata of every ONNX variant in ``folder``; read every engine sidecar."""
@@ -184,16 +200,16 @@ def list_folder(folder: Path, plugin_library: Path | None) -> Listing:
         meta = GraphMeta.from_props(props, where=str(path))
         custom = any(n.domain == XCORR_DOMAIN for n in model.graph.node)
         found[path.name] = OnnxArtifact(path.name, sha256_file(path), meta.spec, meta.export_id, custom)
-    sidecars = {}
+    sidecars, unreadable = {}, {}
     for path in folder.glob("*.engine"):
         try:
             sidecars[path.name] = read_sidecar(path)
-        except ContractError:
-            pass  # an engine without a readable sidecar is rebuilt
+        except ContractError as exc:  # an engine without a valid sidecar is rebuilt, and the plan says why
+            unreadable[path.name] = str(exc)
     plugin_sha = None
     if plugin_library is not None:
         plugin_sha = sha256_file(plugin_library) if Path(plugin_library).is_file() else ""
-    return Listing(found, sidecars, plugin_sha)
+    return Listing(found, sidecars, plugin_sha, unreadable)
 
 
 def machine_gpu() -> Machine:
@@ -226,17 +242,17 @@ def run_plan(plan: BuildPlan, request: BuildRequest, api, machine: Machine, verb
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m engines.build",
+        prog="siamtrack engines",
         description="Build TensorRT engines (one per graph, precision and flavour) from the ONNX variants in "
                     "FOLDER, next to them as <graph>.<precision>.<flavour>.engine with a .engine.json sidecar. "
                     "Only missing or stale engines are built.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m engines.build artifacts/mobilev2                      # FP32 standard-op engines\n"
-               "  python -m engines.build artifacts/r50 --precision fp32,fp16,int8 --flavour plugin,standard \\\n"
+               "  siamtrack engines artifacts/mobilev2                            # FP32 standard-op engines\n"
+               "  siamtrack engines artifacts/r50 --precision fp32,fp16,int8 --flavour plugin,standard \\\n"
                "      --plugin-lib artifacts/plugin/libsiamrpn_xcorr_plugin.so --max-batch 8\n"
-               "  python -m engines.build artifacts/r50 --product tensorrt_rtx     # RTX AOT engines, no GPU needed\n"
-               "  python -m engines.build artifacts/r50 --dry-run --json          # only print the plan\n")
+               "  siamtrack engines artifacts/r50 --product tensorrt_rtx           # RTX AOT engines, no GPU needed\n"
+               "  siamtrack engines artifacts/r50 --dry-run --json                # only print the plan\n")
     p.add_argument("folder", type=Path, help="folder of ONNX variants written by the export stage")
     p.add_argument("--precision", default="fp32", help="comma-separated subset of fp32,fp16,int8 (default fp32)")
     p.add_argument("--flavour", default="standard", help="comma-separated subset of standard,plugin (default standard)")
@@ -251,7 +267,7 @@ def _parser() -> argparse.ArgumentParser:
                                                      "(default: RTX's portable set)")
     p.add_argument("--plugin-lib", type=Path, help="DepthwiseXCorr plugin library for the plugin flavour (default: "
                                                     "artifacts/plugin/libsiamrpn_xcorr_plugin.so when it exists, "
-                                                    "as `python -m engines.plugin_build` writes it)")
+                                                    "as `siamtrack plugin` writes it)")
     p.add_argument("--force", action="store_true", help="rebuild even engines that are up to date")
     p.add_argument("--dry-run", action="store_true", help="print the plan, build nothing")
     p.add_argument("--json", action="store_true", help="print the plan and results as JSON")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.contract import GRAPHS, PRECISIONS, XCORR_FLAVOURS, ModelSpec, artifact_name
-from runtime.engine_meta import CurrentEnv, EngineBuildOptions, EngineSidecar, check_fresh
+from runtime.engine_meta import MAX_BATCH_LIMIT, CurrentEnv, EngineBuildOptions, EngineSidecar, check_fresh
 
 BUILD, FRESH, SKIP = "build", "fresh", "skip"
 
@@ -43,11 +43,13 @@ class OnnxArtifact:
 @dataclass(frozen=True)
 class Listing:
     """The folder's contents: ONNX variants by file name, sidecars of existing engines by engine file
-    name, and the sha256 of the requested plugin library ("" when that file is missing)."""
+    name, the sha256 of the requested plugin library ("" when that file is missing), and engine file
+    name -> why its sidecar is missing or invalid (such an engine is rebuilt, with that reason)."""
 
     onnx: dict[str, OnnxArtifact] = field(default_factory=dict)
     sidecars: dict[str, EngineSidecar] = field(default_factory=dict)
     plugin_sha256: str | None = None
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ def timing_cache_path(folder: Path, product: str, version: str, gpu: tuple[str, 
 def validate_options(options: EngineBuildOptions) -> list[str]:
     """Problems with the options themselves (empty when they are usable)."""
     problems = []
-    if options.max_batch < 1:
-        problems.append(f"--max-batch must be >= 1 (got {options.max_batch})")
+    if not 1 <= options.max_batch <= MAX_BATCH_LIMIT:
+        problems.append(f"--max-batch must be >= 1 and <= {MAX_BATCH_LIMIT} (got {options.max_batch})")
     if not 1 <= options.opt_batch <= max(options.max_batch, 1):
         problems.append(f"--opt-batch must be within 1..max-batch {options.max_batch} (got {options.opt_batch})")
     if options.workspace_mib < 1:
@@ -196,6 +198,8 @@ def _staleness(request, listing, toolkit, machine, engine, art, plugin) -> list[
     if request.force:
         return ["--force"]
     sidecar = listing.sidecars.get(engine.name)
+    if engine.name in listing.unreadable:
+        return [f"its sidecar is invalid: {listing.unreadable[engine.name]}"]
     if sidecar is None:
         return ["no engine yet"]
     env = CurrentEnv(product=toolkit.product, product_version=toolkit.version,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -20,16 +21,16 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from runtime.engine_meta import PROJECT_PLUGIN_DIR
 from runtime.errors import InputError, SiamTrackError
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = Path(__file__).resolve().parent / "plugin"
-DEFAULT_OUT_DIR = ROOT / "artifacts" / "plugin"
+DEFAULT_OUT_DIR = PROJECT_PLUGIN_DIR  # the runtime loads plugin libraries from here (runtime.engine_meta)
 LIBRARY_NAME = "libsiamrpn_xcorr_plugin.so"
 STATIC_LIBRARY_NAME = "libsiamrpn_xcorr_plugin_static.so"
 MIN_TENSORRT = (10, 3)
@@ -56,6 +57,9 @@ class FoundTools:
     tensorrt_include: folder holding NvInferRuntime.h; tensorrt_version: (major, minor, patch) read from
     NvInferVersion.h next to it; nvcc_archs: the numeric architectures ``nvcc --list-gpu-arch`` accepts
     ("75", "87", ...); gpu_arch: compute capability of device 0 as "87"; gpu_source says how it was found.
+    nvcc_cuda: (major, minor) of the chosen nvcc; tensorrt_cuda_major: the CUDA major TensorRT was built
+    for (None when unknown), and tensorrt_cuda_source where that was read. nvinfer_library: what CMake's
+    find_library(nvinfer) finds (libnvinfer.so, never a versioned name).
     """
 
     nvcc: str | None = None
@@ -68,6 +72,9 @@ class FoundTools:
     nvinfer_library: str | None = None
     gpu_arch: str | None = None
     gpu_source: str = ""
+    nvcc_cuda: tuple[int, int] | None = None
+    tensorrt_cuda_major: int | None = None
+    tensorrt_cuda_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,14 @@ def plan_build(found: FoundTools, environ: Mapping[str, str], arch: str | None, 
     else:
         missing.append("no GPU found to choose the CUDA architecture; pass --arch (87 = Jetson Orin, "
                        "86 = RTX 30xx, 89 = RTX 40xx)")
+    if found.nvcc and found.nvcc_cuda and found.tensorrt_cuda_major and found.nvcc_cuda[0] != found.tensorrt_cuda_major:
+        have = ".".join(map(str, found.nvcc_cuda))
+        missing.append(f"{found.nvcc} is CUDA {have}, but TensorRT is built for CUDA {found.tensorrt_cuda_major} "
+                       f"({found.tensorrt_cuda_source}): the plugin would link "
+                       f"libcudart.so.{found.nvcc_cuda[0]}, which "
+                       "fails to load beside TensorRT on a driver without that CUDA major. Install the CUDA "
+                       f"{found.tensorrt_cuda_major} toolkit and point CUDACXX at its nvcc "
+                       f"(e.g. CUDACXX=/usr/local/cuda-{found.tensorrt_cuda_major}.x/bin/nvcc)")
     if found.nvcc and found.nvcc_archs:
         unsupported = [a for a in archs if a not in found.nvcc_archs]
         if unsupported:
@@ -185,6 +200,8 @@ def plan_build(found: FoundTools, environ: Mapping[str, str], arch: str | None, 
                  f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}", f"-DTENSORRT_INCLUDE={found.tensorrt_include}")
     if environ.get("TENSORRT_ROOT"):
         configure += (f"-DTENSORRT_ROOT={environ['TENSORRT_ROOT']}",)
+    if found.nvinfer_library:  # CMake links exactly the library we found (and installs the static variant)
+        configure += (f"-DNVINFER_LIBRARY={found.nvinfer_library}",)
     build = (found.cmake, "--build", str(build_dir), "--parallel", "2")
     return BuildPlan((), archs, found.tensorrt_include, found.tensorrt_version, str(build_dir), str(out_dir),
                      (configure, build), libraries)
@@ -201,10 +218,71 @@ def _run_text(argv: Sequence[str]) -> str:
 
 def find_nvcc(environ: Mapping[str, str], which: Callable[[str], str | None] = shutil.which) -> str | None:
     """$CUDACXX, then PATH, then /usr/local/cuda/bin (JetPack installs there without touching PATH)."""
-    for candidate in (environ.get("CUDACXX"), which("nvcc"), "/usr/local/cuda/bin/nvcc"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    candidates = nvcc_candidates(environ, which)
+    return candidates[0] if candidates else None
+
+
+def nvcc_candidates(environ: Mapping[str, str], which: Callable[[str], str | None] = shutil.which,
+                    versioned: Sequence[str] | None = None) -> list[str]:
+    """Every executable nvcc, most preferred first: $CUDACXX, PATH, /usr/local/cuda/bin, then the
+    versioned toolkits /usr/local/cuda-X.Y/bin (newest first), so a matching one can be picked."""
+    if versioned is None:
+        versioned = sorted(glob.glob("/usr/local/cuda-*/bin/nvcc"), key=_toolkit_version_key, reverse=True)
+    found = []
+    for candidate in (environ.get("CUDACXX"), which("nvcc"), "/usr/local/cuda/bin/nvcc", *versioned):
+        if candidate and os.access(candidate, os.X_OK) and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def _toolkit_version_key(path: str) -> tuple[int, ...]:
+    match = re.search(r"cuda-(\d+)\.(\d+)", path)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def parse_nvcc_version(text: str) -> tuple[int, int] | None:
+    """`nvcc --version`'s 'Cuda compilation tools, release 12.6, V12.6.68' -> (12, 6)."""
+    match = re.search(r"release (\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def choose_nvcc(candidates: Sequence[tuple[str, tuple[int, int] | None]], tensorrt_cuda_major: int | None,
+                explicit: str | None) -> tuple[str, tuple[int, int] | None] | None:
+    """(path, CUDA version) of the nvcc to build with. Pure. $CUDACXX (``explicit``) is always taken as
+    given (plan_build reports a mismatch); otherwise the first whose CUDA major is TensorRT's, else the
+    first. None when there is no candidate."""
+    if not candidates:
+        return None
+    if explicit:
+        return next((c for c in candidates if c[0] == explicit), candidates[0])
+    if tensorrt_cuda_major is not None:
+        for candidate in candidates:
+            if candidate[1] and candidate[1][0] == tensorrt_cuda_major:
+                return candidate
+    return candidates[0]
+
+
+def tensorrt_cuda_major(environ: Mapping[str, str]) -> tuple[int | None, str]:
+    """The CUDA major of the TensorRT the plugin is built for: TENSORRT_ROOT's folder name
+    (TensorRT-10.3.0.26.Linux.x86_64-gnu.cuda-12.5) or the libcudart its libnvinfer names, else the
+    Debian packages (JetPack: libnvinfer10 10.3.0.30-1+cuda12.5), else a full TensorRT pip wheel
+    (tensorrt-cu12). TensorRT-RTX wheels do not count: the plugin is for TensorRT."""
+    from runtime import cuda_versions as cv
+
+    root = environ.get("TENSORRT_ROOT")
+    if root:
+        match = re.search(r"cuda-(\d+)\.\d+", Path(root).resolve().name)
+        if match:
+            return int(match.group(1)), f"TENSORRT_ROOT {root}"
+    found = cv.libnvinfer_cudart_major()
+    if found[0] is None and shutil.which("dpkg-query"):
+        found = cv.tensorrt_cuda_from_dpkg(_run_text(["dpkg-query", "-W", "libnvinfer*"]))
+    if found[0] is None:
+        from importlib import metadata
+
+        names = [d.metadata["Name"] or "" for d in metadata.distributions()]
+        found = cv.tensorrt_cuda_from_distributions([n for n in names if "rtx" not in n.lower()])
+    return found
 
 
 def cuda_include_dir(nvcc: str | None, environ: Mapping[str, str]) -> str | None:
@@ -231,13 +309,25 @@ def find_tensorrt_include(environ: Mapping[str, str]) -> tuple[str | None, tuple
     return None, None
 
 
-def find_nvinfer(environ: Mapping[str, str]) -> str | None:
+# CMake's find_library(NVINFER_LIBRARY nvinfer ...) in plugin/CMakeLists.txt looks, in each folder, for
+# lib<name> + each of CMAKE_FIND_LIBRARY_SUFFIXES (.so then .a on Linux): never libnvinfer.so.10, which only
+# the runtime loader uses. find_nvinfer must find exactly what CMake finds, or the static variant is
+# expected but never built (or built but never installed).
+NVINFER_NAMES = ("libnvinfer.so", "libnvinfer.a")
+
+
+def nvinfer_search_dirs(environ: Mapping[str, str]) -> list[str]:
+    """find_library's HINTS (${TENSORRT_ROOT}/lib, /lib64) then PATHS, as in plugin/CMakeLists.txt."""
     dirs = []
     if environ.get("TENSORRT_ROOT"):
         dirs += [str(Path(environ["TENSORRT_ROOT"]) / sub) for sub in ("lib", "lib64")]
-    for folder in dirs + list(SYSTEM_LIB_DIRS):
-        for name in ("libnvinfer.so", "libnvinfer.so.11", "libnvinfer.so.10"):
-            if (Path(folder) / name).exists():
+    return dirs + list(SYSTEM_LIB_DIRS)
+
+
+def find_nvinfer(environ: Mapping[str, str], dirs: Sequence[str] | None = None) -> str | None:
+    for folder in nvinfer_search_dirs(environ) if dirs is None else dirs:
+        for name in NVINFER_NAMES:
+            if (Path(folder) / name).is_file():
                 return str(Path(folder) / name)
     return None
 
@@ -271,7 +361,10 @@ def query_gpu_arch() -> tuple[str | None, str]:
 def probe_environment(environ: Mapping[str, str] | None = None) -> FoundTools:
     """Look for every prerequisite on this machine (runs `nvcc --list-gpu-arch` and `cmake --version`)."""
     environ = os.environ if environ is None else environ
-    nvcc = find_nvcc(environ)
+    trt_cuda, trt_cuda_source = tensorrt_cuda_major(environ)
+    candidates = [(path, parse_nvcc_version(_run_text([path, "--version"]))) for path in nvcc_candidates(environ)]
+    chosen = choose_nvcc(candidates, trt_cuda, environ.get("CUDACXX"))
+    nvcc, nvcc_cuda = chosen if chosen else (None, None)
     listed = set(re.findall(r"compute_(\d+[a-z]?)", _run_text([nvcc, "--list-gpu-arch"]))) if nvcc else set()
     nvcc_archs = tuple(sorted(listed, key=lambda a: (int(re.match(r"\d+", a).group()), a)))
     cmake = shutil.which("cmake")
@@ -284,7 +377,8 @@ def probe_environment(environ: Mapping[str, str] | None = None) -> FoundTools:
     gpu_arch, gpu_source = query_gpu_arch()
     return FoundTools(nvcc=nvcc, nvcc_archs=nvcc_archs, cmake=cmake, cmake_version=cmake_version, cxx=cxx,
                       tensorrt_include=include, tensorrt_version=version, nvinfer_library=find_nvinfer(environ),
-                      gpu_arch=gpu_arch, gpu_source=gpu_source)
+                      gpu_arch=gpu_arch, gpu_source=gpu_source, nvcc_cuda=nvcc_cuda, tensorrt_cuda_major=trt_cuda,
+                      tensorrt_cuda_source=trt_cuda_source)
 
 
 # ---- running ----
@@ -298,23 +392,16 @@ def sources_sha256() -> str:
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
+    from runtime.atomic import atomic_path
+
+    with atomic_path(dst, mode=0o755) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_write_text(text: str, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dst)
+    from runtime.atomic import write_text
+
+    write_text(dst, text, mode=0o644)
 
 
 def run_plan(plan: BuildPlan, verbose: bool = False) -> list[Path]:
@@ -348,15 +435,15 @@ def run_plan(plan: BuildPlan, verbose: bool = False) -> list[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m engines.plugin_build",
+        prog="siamtrack plugin",
         description="Build the DepthwiseXCorr TensorRT plugin (engines/plugin) for this machine's GPU. Needs "
                     "nvcc, cmake, a C++ compiler and TensorRT >= 10.3 headers; says what is missing otherwise "
                     f"(exit code {EXIT_CANNOT_BUILD}).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m engines.plugin_build                      # Jetson / desktop with TensorRT\n"
-               "  TENSORRT_ROOT=/opt/TensorRT-10.3 python -m engines.plugin_build --arch 89\n"
-               "  python -m engines.plugin_build --dry-run --json     # show what would run\n"
+               "  siamtrack plugin                                    # Jetson / desktop with TensorRT\n"
+               "  TENSORRT_ROOT=/opt/TensorRT-10.3 siamtrack plugin --arch 89\n"
+               "  siamtrack plugin --dry-run --json                   # show what would run\n"
                "then: trtexec --onnx=search.fp16.plugin.onnx "
                "--dynamicPlugins=artifacts/plugin/libsiamrpn_xcorr_plugin.so --fp16")
     parser.add_argument("--arch", help="CUDA architecture, e.g. 87 (Orin) or 89; default: the GPU's")

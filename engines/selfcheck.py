@@ -109,7 +109,10 @@ def compare(engine_out: dict[str, np.ndarray], reference: dict[str, np.ndarray])
     return max_abs, max_rel, scaled
 
 
-def check_engine(engine: Path, inputs: dict[str, np.ndarray] | None, gpu_reason: str | None) -> CheckRow:
+def check_engine(engine: Path, inputs: dict[str, np.ndarray] | None, gpu_reason: str | None,
+                 plugin_library: Path | None = None) -> CheckRow:
+    """plugin_library: explicit plugin path for plugin engines (else the engine's folder or the project's
+    plugin build output; never a path from the sidecar)."""
     folder = engine.parent
     try:
         meta = read_sidecar(engine)
@@ -125,7 +128,7 @@ def check_engine(engine: Path, inputs: dict[str, np.ndarray] | None, gpu_reason:
     feeds = feeds_for(folder, meta, inputs)
     expected = _ort_run(ref, feeds)
     try:
-        got = run_engine(engine, feeds)
+        got = run_engine(engine, feeds, plugin_library)
     except SiamTrackError as exc:
         return CheckRow(engine.name, ref.name, f"FAIL: {exc}")
     max_abs, max_rel, scaled = compare(got, expected)
@@ -133,16 +136,23 @@ def check_engine(engine: Path, inputs: dict[str, np.ndarray] | None, gpu_reason:
     return CheckRow(engine.name, ref.name, "pass" if scaled <= tol else "FAIL", max_abs, max_rel, scaled, tol)
 
 
-def selfcheck(folder: Path, inputs_path: Path | None = None, batch: int = 2) -> list[CheckRow]:
+def selfcheck(folder: Path, inputs_path: Path | None = None, batch: int = 2,
+              plugin_library: Path | None = None) -> list[CheckRow]:
     from runtime.gpu import gpu_status
 
     engines = sorted(folder.glob("*.engine"))
     available, reason = gpu_status()
     inputs = None
     if available and engines:
-        spec = ModelSpec.from_json(read_sidecar(engines[0]).model_spec)
-        inputs = recorded_inputs(folder, spec, inputs_path, batch)
-    return [check_engine(e, inputs, None if available else reason) for e in engines]
+        readable = []
+        for engine in engines:  # an invalid sidecar is reported on its own row by check_engine
+            try:
+                readable.append(read_sidecar(engine))
+            except ContractError:
+                continue
+        if readable:
+            inputs = recorded_inputs(folder, ModelSpec.from_json(readable[0].model_spec), inputs_path, batch)
+    return [check_engine(e, inputs, None if available else reason, plugin_library) for e in engines]
 
 
 def format_table(rows: list[CheckRow]) -> str:
@@ -158,24 +168,26 @@ def format_table(rows: list[CheckRow]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m engines.selfcheck",
+        prog="siamtrack selfcheck",
         description="Run each TensorRT engine in FOLDER on recorded inputs and compare it with ONNX Runtime "
                     "on its ONNX graph; prints the max error per engine. Exit code 1 if any engine fails.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m engines.selfcheck artifacts/r50\n"
-               "  python -m engines.selfcheck artifacts/r50 --inputs calib/crops.npz --json\n"
+               "  siamtrack selfcheck artifacts/r50\n"
+               "  siamtrack selfcheck artifacts/r50 --inputs calib/crops.npz --json\n"
                f"inputs: an .npz with 'template' (N,3,E,E) and 'search' (N,3,X,X) float32 BGR 0..255 crops;\n"
                f"by default FOLDER/{INPUTS_FILE}, recorded (seeded) on first use.\n"
                f"pass when max|engine - reference| <= tol * max|reference|; tol: {TOLERANCE}")
     p.add_argument("folder", type=Path)
     p.add_argument("--inputs", type=Path, help="recorded crops (.npz with template and search arrays)")
     p.add_argument("--batch", type=int, default=2, help="targets per run when inputs are recorded here (default 2)")
+    p.add_argument("--plugin-lib", type=Path, help="DepthwiseXCorr plugin library for plugin engines (default: the "
+                                                    "file the sidecar names, from FOLDER or artifacts/plugin/)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = p.parse_args(argv)
     if not args.folder.is_dir():
         raise InputError(f"{args.folder}: not a folder of engines (run `python -m engines.build` first)")
-    rows = selfcheck(args.folder, args.inputs, args.batch)
+    rows = selfcheck(args.folder, args.inputs, args.batch, args.plugin_lib)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
     elif rows:

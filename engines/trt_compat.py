@@ -1,7 +1,8 @@
 """Which TensorRT is installed, and what its builder can do: the one place in the build stage where
 product and version differences are handled, each by probing for the capability, not by version tables.
 
-Supported: TensorRT 10.3 (JetPack 6) to 11.x (module ``tensorrt``) and TensorRT-RTX (``tensorrt_rtx``).
+Supported: TensorRT 10.3 (JetPack 6.1) to 11.x (module ``tensorrt``) and TensorRT-RTX (``tensorrt_rtx``, 1.x);
+older TensorRT is refused with that message (``runtime.backends.trt.version_problem``).
 Facts this module relies on (docs.nvidia.com/deeplearning/tensorrt, tensorrt-rtx):
 - strongly typed networks: opt-in ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` on 10.x, always on
   in 11.x where the flag is accepted and ignored; RTX accepts it too. Precision comes from the graph.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from runtime.backends.trt import import_product, load_plugin_library
+from runtime.backends.trt import import_product, load_plugin_library, product_logger, version_problem
 from runtime.engine_meta import PRODUCTS, RTX_DEFAULT_TARGETS
 from runtime.errors import BackendUnavailable
 
@@ -47,6 +48,9 @@ class TrtApi:
 
     def __init__(self, module, product: str):
         self.trt, self.product, self.version = module, product, str(module.__version__)
+        problem = version_problem(product, self.version)
+        if problem:
+            raise BackendUnavailable(problem)
 
     def toolkit(self) -> Toolkit:
         trt = self.trt
@@ -62,7 +66,8 @@ class TrtApi:
         return load_plugin_library(self.trt, path)
 
     def logger(self, verbose: bool = False):
-        return self.trt.Logger(self.trt.Logger.VERBOSE if verbose else self.trt.Logger.WARNING)
+        """The product's one process-wide logger (runtime.backends.trt.product_logger)."""
+        return product_logger(self.trt, verbose)
 
     def network_flags(self) -> int:
         """Flags for a strongly typed network; 0 where strong typing is the only mode and the flag is gone."""
@@ -74,9 +79,8 @@ class TrtApi:
         precision builder flags: TensorRT 11, TensorRT-RTX) every network is strongly typed, whatever
         the deprecated flag reports."""
         flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-        if flag is None or not hasattr(self.trt.BuilderFlag, "FP16"):
-            return True
-        return bool(network.get_flag(flag))
+        return strongly_typed(has_flag=flag is not None, has_precision_flags=hasattr(self.trt.BuilderFlag, "FP16"),
+                              flag_set=flag is not None and bool(network.get_flag(flag)))
 
     def set_workspace(self, config, nbytes: int) -> None:
         config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, int(nbytes))
@@ -132,6 +136,15 @@ class TrtApi:
             return str(dtype).split(".")[-1].lower()
 
 
+def strongly_typed(has_flag: bool, has_precision_flags: bool, flag_set: bool) -> bool:
+    """Does a network honour the graph's types? Where the FP16/INT8 builder flags exist (TensorRT 8.x-10.x)
+    weak typing exists too, and only a network created with STRONGLY_TYPED is strongly typed; a TensorRT
+    without that flag (8.6) never is. Without precision flags (TensorRT 11, TensorRT-RTX) every network is."""
+    if not has_precision_flags:
+        return True
+    return has_flag and flag_set
+
+
 def load(product: str | None = None) -> TrtApi:
     """Import ``product``, or with None the first importable of tensorrt, tensorrt_rtx."""
     if product is not None:
@@ -140,7 +153,7 @@ def load(product: str | None = None) -> TrtApi:
     for name in PRODUCTS:
         try:
             return TrtApi(importlib.import_module(name), name)
-        except ImportError as exc:
+        except (ImportError, BackendUnavailable) as exc:  # not installed, or a version we do not support
             problems.append(f"{name}: {exc}")
     raise BackendUnavailable("no TensorRT Python module can be imported (" + "; ".join(problems) + "). "
                              "On Jetson, TensorRT comes with JetPack; on a desktop install TensorRT, or "

@@ -7,8 +7,6 @@ list of the differences and a guess of which built-in config the file fits.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +54,10 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from runtime.atomic import atomic_path
+
+    with atomic_path(path) as tmp:   # temp file, fsync, rename, fsync the folder
+        torch.save(state, tmp)
     return path
 
 

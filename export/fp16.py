@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from runtime.contract import META_PRECISION, META_PREFIX, XCORR_DOMAIN, XCORR_OP, merge_metadata_props
+from runtime.contract import META_PRECISION, META_PREFIX, XCORR_DOMAIN, XCORR_OP, merge_metadata_props, sha256_file
 from runtime.errors import ContractError, InputError
 
 META_FP16 = META_PREFIX + "fp16"   # JSON: io, xcorr, keep_fp32_ops, keep_fp32_nodes, converter
@@ -59,9 +59,8 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, *, io: str = "fp32
     if before != after:
         raise ContractError(f"{onnx_path}: the FP16 converter changed the {XCORR_DOMAIN}::{XCORR_OP} node(s); "
                             "this is a bug in export.fp16")
-    info = {"io": io, "xcorr": xcorr, "keep_fp32_ops": sorted(keep_fp32_ops),
-            "keep_fp32_nodes": sorted(keep_fp32_nodes),
-            "converter": f"onnxruntime.transformers.float16 {onnxruntime.__version__}"}
+    info = fp16_info(onnx_path, io=io, xcorr=xcorr, keep_fp32_ops=keep_fp32_ops, keep_fp32_nodes=keep_fp32_nodes,
+                     converter_version=onnxruntime.__version__)
     merge_metadata_props(converted, {META_PRECISION: "fp16", META_FP16: json.dumps(info, sort_keys=True)})
     _toposort(converted.graph)   # the converter appends its input Casts last; parsers need order
     onnx.checker.check_model(converted)
@@ -70,6 +69,38 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, *, io: str = "fp32
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_onnx_atomic(converted, out_path)
     return out_path
+
+
+def fp16_info(onnx_path: Path, *, io: str, xcorr: str, keep_fp32_ops=(), keep_fp32_nodes=(),
+              converter_version: str | None = None) -> dict:
+    """The ``siamrpn.fp16`` record of a conversion: its options, the converter and the sha256 of the FP32
+    source graph, so an FP16 graph that is current for its source and options is recognised."""
+    if converter_version is None:
+        from importlib.metadata import version
+
+        converter_version = version("onnxruntime")
+    return {"io": io, "xcorr": xcorr, "keep_fp32_ops": sorted(keep_fp32_ops),
+            "keep_fp32_nodes": sorted(keep_fp32_nodes),
+            "converter": f"onnxruntime.transformers.float16 {converter_version}",
+            "source_graph_sha256": sha256_file(onnx_path)}
+
+
+def is_current(onnx_path: Path, out_path: Path, **options) -> bool:
+    """True when ``out_path`` is the FP16 conversion of ``onnx_path`` as it is now, with ``options``
+    (the keyword arguments of ``convert_fp16``), and carries its export id."""
+    from runtime.contract import META_EXPORT_ID
+    from runtime.onnx_meta import read_metadata
+
+    if not out_path.is_file():
+        return False
+    try:
+        props = read_metadata(out_path)
+        recorded = json.loads(props.get(META_FP16, "{}"))
+        export_id = read_metadata(onnx_path).get(META_EXPORT_ID)
+    except (ContractError, ValueError):
+        return False
+    return (props.get(META_PRECISION) == "fp16" and props.get(META_EXPORT_ID) == export_id
+            and recorded == fp16_info(onnx_path, **options))
 
 
 def _declare_xcorr_outputs(model) -> None:
@@ -172,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="node kept float32, GRAPH template or search (repeat)")
     parser.add_argument("--flavour", choices=XCORR_FLAVOURS, action="append", help="default: all present")
     parser.add_argument("--out-dir", type=Path, help="default: model_dir")
+    parser.add_argument("--only-stale", action="store_true",
+                        help="leave an FP16 graph alone (and say \"up to date\") when it was converted from the FP32 "
+                             "graph as it is now, with these options")
     parser.add_argument("--json", action="store_true", help="print written paths as JSON")
     args = parser.parse_args(argv)
     flavours = args.flavour or [f for f in XCORR_FLAVOURS
@@ -181,15 +215,21 @@ def main(argv: list[str] | None = None) -> int:
     bad = [n for n in args.keep_fp32_node if n.split(":", 1)[0] not in GRAPHS or ":" not in n]
     if bad:
         raise InputError(f"--keep-fp32-node {', '.join(bad)}: expected GRAPH:NODE with GRAPH template or search")
-    written = []
+    written, current = [], []
     for flavour in flavours:
         for graph in GRAPHS:
             src = args.model_dir / artifact_name(graph, "fp32", flavour, "onnx")
             out = (args.out_dir or args.model_dir) / artifact_name(graph, "fp16", flavour, "onnx")
             nodes = [n.split(":", 1)[1] for n in args.keep_fp32_node if n.startswith(f"{graph}:")]
-            written.append(str(convert_fp16(src, out, io=args.io, xcorr=args.xcorr,
-                                            keep_fp32_ops=args.keep_fp32_op, keep_fp32_nodes=nodes)))
-    print(json.dumps({"written": written}) if args.json else "\n".join(written))
+            options = dict(io=args.io, xcorr=args.xcorr, keep_fp32_ops=args.keep_fp32_op, keep_fp32_nodes=nodes)
+            if args.only_stale and src.is_file() and is_current(src, out, **options):
+                current.append(str(out))
+                continue
+            written.append(str(convert_fp16(src, out, **options)))
+    if args.json:
+        print(json.dumps({"written": written, "up_to_date": current}))
+    else:
+        print("\n".join([f"up to date: {p}" for p in current] + written))
     return 0
 
 

@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ class ExportResult:
     source: str
     random_weights: bool
     opset: int
+    up_to_date: tuple = ()     # (graph, flavour) files left as they were: same export id already there
 
     def path(self, graph: str, flavour: str) -> Path:
         return self.paths[(graph, flavour)]
@@ -54,17 +54,20 @@ class ExportResult:
         return {"out_dir": str(self.out_dir), "export_id": self.export_id, "source": self.source,
                 "source_sha256": self.source_sha256, "random_weights": self.random_weights,
                 "opset": self.opset, "variant": self.spec.variant,
-                "files": {f"{g}.{f}": str(p) for (g, f), p in sorted(self.paths.items())}}
+                "files": {f"{g}.{f}": str(p) for (g, f), p in sorted(self.paths.items())},
+                "up_to_date": [f"{g}.{f}" for g, f in self.up_to_date]}
 
 
 def export_pair(cfg, model, out_dir: str | Path, flavours=XCORR_FLAVOURS, *, source_sha256: str,
                 source: str = "", random_weights: bool = False, opset: int = DEFAULT_OPSET,
-                progress=None) -> ExportResult:
+                progress=None, only_stale: bool = False) -> ExportResult:
     """Export ``model`` (an ``export.model.SiamRPN`` built from ``cfg``, weights loaded) to ``out_dir``.
 
     flavours: any of "plugin" (xcorr as one ``siamrpn::DepthwiseXCorr`` node) and "standard" (loop of
     grouped Convs). source_sha256: sha256 of the checkpoint (``state_dict_sha256`` for random weights).
-    progress: optional callable(str) told about each step.
+    progress: optional callable(str) told about each step. only_stale: write only the files that do not
+    already carry this export's id (the id is a hash of the checkpoint, the model and tracker settings
+    and the exporter versions), and trace nothing when every file does.
     """
     flavours = tuple(dict.fromkeys(flavours))
     bad = [f for f in flavours if f not in XCORR_FLAVOURS]
@@ -77,28 +80,50 @@ def export_pair(cfg, model, out_dir: str | Path, flavours=XCORR_FLAVOURS, *, sou
     model = model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    exporter = _exporter_versions(opset)
+    export_id = _export_id(source_sha256, spec, cfg.tracker, exporter)
+    paths = {(g, f): out_dir / artifact_name(g, "fp32", f, "onnx") for f in flavours for g in ("template", "search")}
+    current = tuple(k for k, p in paths.items() if only_stale and _is_current(p, export_id, k[1]))
+    result = ExportResult(out_dir=out_dir, paths=paths, spec=spec, tracker=cfg.tracker, export_id=export_id,
+                          source_sha256=source_sha256, source=source, random_weights=random_weights, opset=opset,
+                          up_to_date=current)
+    if len(current) == len(paths):
+        return result
 
     step("tracing template graph")
     template = _finish(_trace_template(model, spec, opset), opset)
     step("tracing search graph")
     search_plugin = _finish(_trace_search(model, spec, opset), opset)
-
-    exporter = _exporter_versions(opset)
-    export_id = _export_id(source_sha256, spec, cfg.tracker, exporter)
-    paths = {}
     for flavour in flavours:
         step(f"writing {flavour} pair")
+        if all((g, flavour) in current for g in ("template", "search")):
+            continue
         search = search_plugin if flavour == "plugin" else _expand(search_plugin)
         for graph, proto in (("template", template), ("search", search)):
+            if (graph, flavour) in current:
+                continue
             meta = GraphMeta(graph=graph, spec=spec, tracker=cfg.tracker, source_sha256=source_sha256,
                              export_id=export_id, xcorr=flavour, precision="fp32",
                              extra={META_EXPORTER: json.dumps(exporter, sort_keys=True),
                                     META_SOURCE: source, META_RANDOM: "true" if random_weights else "false"})
-            path = out_dir / artifact_name(graph, "fp32", flavour, "onnx")
-            save_onnx_atomic(_with_metadata(proto, meta), path)
-            paths[(graph, flavour)] = path
-    return ExportResult(out_dir=out_dir, paths=paths, spec=spec, tracker=cfg.tracker, export_id=export_id,
-                        source_sha256=source_sha256, source=source, random_weights=random_weights, opset=opset)
+            save_onnx_atomic(_with_metadata(proto, meta), paths[(graph, flavour)])
+    return result
+
+
+def _is_current(path: Path, export_id: str, flavour: str) -> bool:
+    """``path`` is a readable FP32 graph of this flavour carrying ``export_id``."""
+    from runtime.contract import META_EXPORT_ID, META_PRECISION, META_XCORR
+    from runtime.errors import ContractError
+    from runtime.onnx_meta import read_metadata
+
+    if not path.is_file():
+        return False
+    try:
+        props = read_metadata(path)
+    except ContractError:
+        return False
+    return (props.get(META_EXPORT_ID) == export_id and props.get(META_XCORR) == flavour
+            and props.get(META_PRECISION, "fp32") == "fp32")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,16 +235,13 @@ def _with_metadata(proto, meta: GraphMeta):
 
 
 def save_onnx_atomic(proto, path: Path) -> None:
-    """onnx.save through a temporary file in the same folder, then os.replace."""
+    """onnx.save through a temporary file in the same folder, fsynced, then renamed (runtime.atomic)."""
     import onnx
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    from runtime.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flavour", default="both", choices=["plugin", "standard", "both"],
                    help="xcorr flavour(s) to write (default both)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--only-stale", action="store_true",
+                   help="write only the files that do not already hold this export (same checkpoint, config and "
+                        "exporter versions: same export id); say \"up to date\" when none needs writing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -318,18 +343,21 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("artifacts") / Path(str(args.config)).stem
     flavours = XCORR_FLAVOURS if args.flavour == "both" else (args.flavour,)
     result = _export_with_progress(cfg, model, out, flavours, sha, source, random_weights, args.opset,
-                                   quiet=args.json)
+                                   quiet=args.json, only_stale=args.only_stale)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
     note = " (RANDOM weights: tests the pipeline, tracks nothing)" if random_weights else ""
+    if len(result.up_to_date) == len(result.paths):
+        print(f"up to date: {out} already holds export {result.export_id} of {cfg.name}{note}")
+        return 0
     print(f"exported {cfg.name}{note} -> {out}  [export id {result.export_id}]")
-    for (graph, flavour), path in sorted(result.paths.items()):
-        print(f"  {path}  ({path.stat().st_size / 1e6:.1f} MB)")
+    for key, path in sorted(result.paths.items()):
+        print(f"  {path}  ({path.stat().st_size / 1e6:.1f} MB){'  up to date' if key in result.up_to_date else ''}")
     return 0
 
 
-def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights, opset, quiet):
+def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights, opset, quiet, only_stale=False):
     steps = 2 + len(flavours)
     try:
         from tqdm import tqdm
@@ -337,7 +365,7 @@ def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights
         tqdm = None
     if tqdm is None or quiet:
         return export_pair(cfg, model, out, flavours, source_sha256=sha, source=source,
-                           random_weights=random_weights, opset=opset)
+                           random_weights=random_weights, opset=opset, only_stale=only_stale)
     with tqdm(total=steps, desc="export", unit="step", file=sys.stderr, leave=False) as bar:
         started = []
 
@@ -348,7 +376,7 @@ def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights
             bar.set_postfix_str(msg)
 
         result = export_pair(cfg, model, out, flavours, source_sha256=sha, source=source,
-                             random_weights=random_weights, opset=opset, progress=progress)
+                             random_weights=random_weights, opset=opset, progress=progress, only_stale=only_stale)
         bar.update(steps - bar.n)
     return result
 

@@ -6,6 +6,10 @@ x (N, C, H, W) and k (N, C, h, w) float32 give (N, C, H-h+1, W-w+1). Every targe
 - ``dw_xcorr`` runs it in PyTorch (pysot's grouped-conv formulation) and, inside ``torch.onnx.export
   (dynamo=True)``, emits one ``siamrpn::DepthwiseXCorr`` node (version 1) whose output shape, dynamic batch
   included, is recorded in the graph (``torch.onnx.ops.symbolic``; the legacy exporter loses the shape).
+  The node carries the string attributes ``plugin_namespace="siamrpn"`` and ``plugin_version="1"``
+  (``XCORR_NODE_ATTRIBUTES``): TensorRT's ONNX parser finds a plugin creator by op type plus these two
+  attributes (defaults "1" and ""), and TensorRT 10.0-10.3 never falls back to the node's domain.
+  ONNX Runtime's Python op ignores them.
 - ``expand_xcorr_nodes`` rewrites every such node of an exported ONNX graph into standard ops, giving the
   "standard" twin. ONNX ``Conv`` takes ``group`` as a static attribute, so pysot's ``groups = N*C`` cannot
   express a dynamic N; the twin therefore loops over targets (``Loop``, trip count N) and runs one
@@ -17,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from runtime.contract import XCORR_DOMAIN, XCORR_OP, XCORR_VERSION
+from runtime.contract import XCORR_DOMAIN, XCORR_NODE_ATTRIBUTES, XCORR_OP, XCORR_VERSION
 
 XCORR_QUALNAME = f"{XCORR_DOMAIN}::{XCORR_OP}"
 
@@ -35,8 +39,8 @@ def dw_xcorr(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """The reference in eager mode; one custom ONNX node with its output shape during ONNX export."""
     if torch.onnx.is_in_onnx_export():
         shape = (x.shape[0], x.shape[1], x.shape[2] - k.shape[2] + 1, x.shape[3] - k.shape[3] + 1)
-        return torch.onnx.ops.symbolic(XCORR_QUALNAME, (x, k), {}, dtype=x.dtype, shape=shape,
-                                       version=XCORR_VERSION)
+        return torch.onnx.ops.symbolic(XCORR_QUALNAME, (x, k), dict(XCORR_NODE_ATTRIBUTES), dtype=x.dtype,
+                                       shape=shape, version=XCORR_VERSION)
     return dw_xcorr_reference(x, k)
 
 

@@ -7,15 +7,19 @@ pure, so every branch is testable on any machine.
 
 Artifact names follow ``runtime.contract.artifact_name``: a pair is ``template.<p>.<f>.<ext>`` plus
 ``search.<p>.<f>.<ext>``, p in fp32|fp16|int8, f in plugin|standard, ext onnx|engine.
+
+A variant pair whose export id differs from the FP32 graphs' (left by an interrupted build) or whose
+INT8 graphs come from two calibrations is never chosen (``runtime.variants``): the automatic choice
+skips it and says why; an explicitly requested precision that only such a pair offers is refused.
 """
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.contract import PRECISIONS, XCORR_FLAVOURS, artifact_name
-from runtime.errors import BackendUnavailable, InputError
+from runtime.errors import BackendUnavailable, ContractError, InputError
 
 ORDER = ("tensorrt", "onnxruntime", "torch")
 # Without a measurement on the target, these orders encode the usual ranking. TensorRT: INT8 > FP16 >
@@ -33,6 +37,8 @@ class Probe:
 
     engines / onnx_pairs: (precision, flavour) pairs whose template+search files both exist.
     torch_model: a pysot config + checkpoint is present (paths in config_path / checkpoint_path).
+    refused: {(kind, precision, flavour): reason} for pairs that must not be used (kind "engine" or
+    "onnx"; ``runtime.variants.folder_problems``). folder: where the facts were gathered (for messages).
     """
 
     tensorrt_importable: bool
@@ -45,6 +51,9 @@ class Probe:
     torch_model: bool = False
     config_path: str | None = None
     checkpoint_path: str | None = None
+    refused: dict = field(default_factory=dict, hash=False)
+    unpaired: tuple[str, ...] = ()       # artifact files whose template/search twin is missing
+    folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ def probe(folder: str | Path) -> Probe:
     """Look at ``folder`` and the installed libraries. Imports nothing heavy; asks the GPU through
     ``runtime.gpu.gpu_status`` (cuda-python), never through TensorRT."""
     from runtime.gpu import gpu_status
+    from runtime.variants import folder_problems
 
     folder = Path(folder)
     gpu, gpu_reason = gpu_status()
@@ -89,16 +99,67 @@ def probe(folder: str | Path) -> Probe:
         onnx_pairs=_pairs(folder, "onnx"), torch_importable=_importable("torch"),
         torch_model=bool(configs and checkpoints),
         config_path=str(configs[0]) if configs else None,
-        checkpoint_path=str(checkpoints[0]) if checkpoints else None)
+        checkpoint_path=str(checkpoints[0]) if checkpoints else None,
+        refused=folder_problems(folder), folder=str(folder), unpaired=_unpaired(folder))
 
 
 def _pick(available: frozenset, precision: str | None, flavour: str | None,
-          p_order: tuple[str, ...], f_order: tuple[str, ...]) -> tuple[str, str] | None:
+          p_order: tuple[str, ...], f_order: tuple[str, ...], refused: dict | None = None,
+          skipped: list | None = None) -> tuple[str, str] | None:
+    """The first wanted pair in preference order; pairs in ``refused`` are passed over and appended to
+    ``skipped`` as (precision, flavour, reason)."""
     for p in ([precision] if precision else p_order):
         for f in ([flavour] if flavour else f_order):
             if (p, f) in available:
+                if refused and (p, f) in refused:
+                    if skipped is not None:
+                        skipped.append((p, f, refused[(p, f)]))
+                    continue
                 return p, f
     return None
+
+
+def _refused(facts: Probe, kind: str) -> dict:
+    return {(p, f): reason for (k, p, f), reason in facts.refused.items() if k == kind}
+
+
+def _pick_checked(facts: Probe, kind: str, available: frozenset, precision, flavour, p_order, f_order,
+                  reasons: list[str], name: str):
+    """``_pick`` that passes over refused pairs, says so in ``reasons``, and raises ContractError when
+    the precision the user asked for exists only as refused pairs."""
+    skipped: list = []
+    pick = _pick(available, precision, flavour, p_order, f_order, _refused(facts, kind), skipped)
+    for p, f, why in skipped:
+        reasons.append(f"{name}: skipped {p}.{f} {'engines' if kind == 'engine' else 'ONNX pair'}: {why}")
+    if pick is None and skipped and precision is not None:
+        from runtime.variants import refusal_message
+
+        p, f, why = skipped[0]
+        raise ContractError(refusal_message(facts.folder or "the model folder", kind, p, f, why))
+    return pick
+
+
+def _unpaired(folder: Path) -> tuple[str, ...]:
+    """Names of template/search artifacts present without their twin (e.g. only the template ONNX)."""
+    lone = []
+    for ext in ("onnx", "engine"):
+        for p in PRECISIONS:
+            for f in XCORR_FLAVOURS:
+                have = {g: (folder / artifact_name(g, p, f, ext)).is_file() for g in ("template", "search")}
+                if have["template"] != have["search"]:
+                    lone.append(artifact_name("template" if have["template"] else "search", p, f, ext))
+    return tuple(lone)
+
+
+def _missing_twins(facts: Probe, ext: str) -> str:
+    """'; template.fp32.standard.onnx is present but search.fp32.standard.onnx is missing' or ''."""
+    parts = []
+    for name in facts.unpaired:
+        if name.endswith("." + ext):
+            graph, rest = name.split(".", 1)
+            parts.append(f"{name} is present but {'search' if graph == 'template' else 'template'}.{rest} "
+                         "is missing")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _describe(pairs: frozenset) -> str:
@@ -137,21 +198,25 @@ def _consider(name: str, facts: Probe, precision, flavour, reasons: list[str]):
         elif not facts.gpu:
             reasons.append(f"tensorrt: {facts.gpu_reason}")
         else:
-            pick = _pick(facts.engines, precision, flavour, TRT_PRECISION_ORDER, TRT_FLAVOUR_ORDER)
+            pick = _pick_checked(facts, "engine", facts.engines, precision, flavour, TRT_PRECISION_ORDER,
+                                 TRT_FLAVOUR_ORDER, reasons, name)
             if pick:
                 reasons.append(f"tensorrt: chosen, engines {pick[0]}.{pick[1]} on {facts.gpu_reason}")
                 return pick
-            reasons.append(f"tensorrt: no engine pair for {want} (present: {_describe(facts.engines)})")
+            reasons.append(f"tensorrt: no engine pair for {want} (pairs present: {_describe(facts.engines)}"
+                           f"{_missing_twins(facts, 'engine')})")
         return None
     if name == "onnxruntime":
         if not facts.onnxruntime_importable:
             reasons.append("onnxruntime: not installed (pip install onnxruntime)")
             return None
-        pick = _pick(facts.onnx_pairs, precision, flavour, ORT_PRECISION_ORDER, ORT_FLAVOUR_ORDER)
+        pick = _pick_checked(facts, "onnx", facts.onnx_pairs, precision, flavour, ORT_PRECISION_ORDER,
+                             ORT_FLAVOUR_ORDER, reasons, name)
         if pick:
             reasons.append(f"onnxruntime: chosen, ONNX pair {pick[0]}.{pick[1]}")
             return pick
-        reasons.append(f"onnxruntime: no ONNX pair for {want} (present: {_describe(facts.onnx_pairs)})")
+        reasons.append(f"onnxruntime: no ONNX pair for {want} (pairs present: {_describe(facts.onnx_pairs)}"
+                       f"{_missing_twins(facts, 'onnx')})")
         return None
     if not facts.torch_importable:
         reasons.append("torch: PyTorch is not installed")
@@ -165,5 +230,16 @@ def _consider(name: str, facts: Probe, precision, flavour, reasons: list[str]):
 
 def choose_artifact_backend(folder: str | Path, requested: str = "auto", precision: str | None = None,
                             flavour: str | None = None) -> BackendChoice:
-    """``choose_backend`` over ``probe(folder)``; what ``runtime.backends.open_backend`` calls."""
-    return choose_backend(probe(folder), requested, precision, flavour)
+    """``choose_backend`` over ``probe(folder)``; what ``runtime.backends.open_backend`` calls. Pairs passed
+    over because they do not belong with the FP32 export are also reported as a warning (stderr)."""
+    import warnings
+
+    choice = choose_backend(probe(folder), requested, precision, flavour)
+    for reason in choice.reasons:
+        if ": skipped " in reason:
+            warnings.warn(f"{folder}: {reason}", StaleVariantWarning, stacklevel=3)
+    return choice
+
+
+class StaleVariantWarning(UserWarning):
+    """A precision variant was passed over because it does not belong with the folder's FP32 export."""

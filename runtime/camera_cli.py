@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 
 from runtime.cli_args import add_model_args, open_backend_from_args, parse_box
@@ -18,20 +19,30 @@ sources (--source):
   synthetic://?width=320&height=240&fps=30    drawn moving target, for a demo without a camera
 
 examples:
-  # Jetson: CSI camera, engines in artifacts/default, pick the target with the mouse
-  siamtrack camera --source csi://0 --model artifacts/default
+  # Jetson: CSI camera, engines in artifacts/lite0 (build.sh), pick the target with the mouse
+  siamtrack camera --source csi://0 --model artifacts/lite0
   # headless on a robot: JSON lines to stdout, annotated recording
-  siamtrack camera --source /dev/video0 --model artifacts/default --box 300,200,80,60 \\
+  siamtrack camera --source /dev/video0 --model artifacts/lite0 --box 300,200,80,60 \\
       --headless --json-out - --record run.mp4
   # a video through the live path, seeded random weights (tests the path, tracks nothing meaningful)
   siamtrack camera --source clip.mp4 --model alex --random-seed 0 --box 120,80,60,40 --headless \\
       --json-out boxes.jsonl --max-frames 100
+  # the tracker on a Triton server (siamtrack triton-serve); `siamtrack camera --server X --help`
+  siamtrack camera --server 127.0.0.1:8001 --source clip.mp4 --box 120,80,60,40 --headless --json-out -
 
 keys (window): r re-select the target, space pause/resume, q or Esc quit.
 JSON lines: frame, t_wall, t_mono, box ([x,y,w,h] or null when lost), score, state (init|tracking|lost),
 latency_ms (capture to result), track_ms. The target is "lost" after --lost-frames scores under
 --lost-threshold, and found again after --found-frames scores at or above --found-threshold.
+
+ending a run: SIGINT (Ctrl-C) or SIGTERM (kill, systemd) ends it after the current frame: the recording
+is finalised, the summary printed, and the exit code is 130 (SIGINT) or 143 (SIGTERM); a second signal
+stops at once. A JSON-lines reader that goes away (--json-out - | head) ends the run quietly, exit 0.
+Errors (a source that does not open, a full disk, ...) exit 1 with the reason.
 """
+
+# exit codes of a run ended by a signal: 128 + the signal number, as a shell reports a killed process
+SIGNAL_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +81,44 @@ def _check_args(args) -> None:
     for name in ("open_timeout", "reconnect_max_delay", "folder_fps"):
         if not getattr(args, name) > 0:
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected a positive number")
+    from runtime.outputs import prepare_output
+
+    if args.json_out:
+        prepare_output(args.json_out, "--json-out")
+    if args.record:
+        prepare_output(args.record, "--record")
+
+
+@contextlib.contextmanager
+def _signals_stop(stop):
+    """While inside: SIGINT/SIGTERM ask the loop to end after the current frame (``stop``); a second
+    signal raises KeyboardInterrupt to stop at once. Outside the main thread (a caller's worker) the
+    handlers cannot be installed and signals keep their default behaviour."""
+    def request(signum, _frame):
+        if stop.reason is not None:
+            raise KeyboardInterrupt
+        stop.request(signal.Signals(signum).name)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, request)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _open_lines(path: str):
+    from runtime.outputs import output_error
+
+    try:
+        return open(path, "w", buffering=1)  # line-buffered: a reader (tail -f) sees each frame at once
+    except OSError as err:
+        raise output_error(err, "--json-out", path) from None
 
 
 def _quiet_opencv() -> None:
@@ -79,11 +128,22 @@ def _quiet_opencv() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, open_tracker=None) -> int:
+    """open_tracker: optional ``args -> (tracker, handle)`` replacing the local model (handle has
+    ``name`` and ``close()``); serving.triton.camera passes a Triton stream here (runtime imports no
+    other stage: the caller brings it)."""
     args = build_parser().parse_args(argv)
     _check_args(args)
+    from runtime.live import StopRequest
+
+    with _signals_stop(StopRequest()) as stop:
+        return _run(args, stop, open_tracker)
+
+
+def _run(args, stop, open_tracker=None) -> int:
     box = parse_box(args.box) if args.box else None
 
+    from runtime import sources
     from runtime.capture import LatestFrameGrabber, ReconnectPolicy
     from runtime.display import Window, display_available
     from runtime.live import LiveConfig, Recorder, run_live
@@ -106,14 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(source.release)
         from runtime.tracker import SiamRPNTracker
 
-        backend = open_backend_from_args(args)
+        if open_tracker is None:
+            backend, tracker = open_backend_from_args(args), None
+        else:  # a caller's tracker, e.g. a stream on a Triton server (serving.triton.camera)
+            tracker, backend = open_tracker(args)
         stack.callback(backend.close)
         if getattr(backend, "random_weights", False):
             print("note: the model has seeded RANDOM weights; the boxes test the pipeline, not tracking",
                   file=sys.stderr)
-        tracker = SiamRPNTracker(backend)
+        tracker = tracker or SiamRPNTracker(backend)
         json_out = sys.stdout if args.json_out == "-" else (
-            stack.enter_context(open(args.json_out, "w", buffering=1)) if args.json_out else None)
+            stack.enter_context(_open_lines(args.json_out)) if args.json_out else None)
         recorder = Recorder(args.record, source.fps or args.folder_fps) if args.record else None
         if recorder is not None:
             stack.callback(recorder.close)
@@ -127,16 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         config = LiveConfig(backend_name=backend.name, policy=policy, max_frames=args.max_frames,
                             first_frame_timeout_s=args.open_timeout, stall_timeout_s=args.stall_timeout)
         summary = run_live(grabber, tracker, box=box, window=window, json_out=json_out, recorder=recorder,
-                           config=config)
+                           config=config, stop=stop)
+    code = SIGNAL_EXIT_CODES.get(summary.end_reason, 0)
+    sources.exit_code_if_stuck = code  # if a capture thread is still stuck in a driver at exit
     report = dict(summary.to_dict(), backend=backend.name, source=args.source,
                   random_weights=bool(getattr(backend, "random_weights", False)))
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report), flush=True)
     else:
         print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} FPS, {backend.name}); "
               f"skipped {summary.skipped}, lost {summary.lost_frames}, reconnects {summary.reconnects}; "
               f"latency p50 {summary.latency_ms_p50} ms; ended: {summary.end_reason}", file=sys.stderr)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

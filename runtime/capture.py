@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.errors import SiamTrackError
-from runtime.sources import FrameSource, SourceError
+from runtime.sources import FrameSource, SourceError, abandon_thread
 
 PACE_REALTIME = "realtime"   # file/folder frames released at their fps, skipped when the consumer is slow
 PACE_EVERY_FRAME = "every-frame"  # file/folder: each frame waits for the consumer: lossless, as fast as it takes
@@ -150,6 +150,7 @@ class LatestFrameGrabber:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
+                abandon_thread(self._thread)  # interpreter exit waits for it rather than crash (sources.py)
                 raise SourceError(f"the capture thread did not stop within {timeout:g} s (a read is stuck in "
                                   "the camera driver); the process may need to be restarted")
         with self._cond:

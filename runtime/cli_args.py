@@ -20,6 +20,17 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --threads and --workers: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model/--checkpoint/--random-seed/--backend/--precision/--flavour, as ``open_backend`` takes them."""
     p.add_argument("--model", required=True,

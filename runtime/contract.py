@@ -15,7 +15,8 @@ search graph
             cls channels: [bg anchor 0..A-1, fg anchor 0..A-1]; loc channels: [dx x A, dy x A, dw x A, dh x A].
 
 xcorr flavours of the search graph
-    plugin    one ``siamrpn::DepthwiseXCorr`` node (version 1) per correlation, output shape recorded;
+    plugin    one ``siamrpn::DepthwiseXCorr`` node (version 1) per correlation, output shape recorded,
+              attributes ``XCORR_NODE_ATTRIBUTES`` (the TensorRT plugin's namespace and version);
               run by the TensorRT plugin (engines/plugin) or the ONNX Runtime Python op.
     standard  standard ops only: each correlation is an ONNX Loop over the N targets running
               Conv(group=C) with that target's kernel as weights (ONNX Conv's ``group`` is static, so
@@ -40,6 +41,10 @@ LOC_OUTPUT = "loc"
 XCORR_DOMAIN = "siamrpn"
 XCORR_OP = "DepthwiseXCorr"
 XCORR_VERSION = 1
+# String attributes on every DepthwiseXCorr node: TensorRT's ONNX parser looks the plugin creator up as
+# (op_type, attribute plugin_version or "1", attribute plugin_namespace or ""); 10.0-10.3 (JetPack 6)
+# never try the node's domain, so without them the creator (namespace "siamrpn") is not found.
+XCORR_NODE_ATTRIBUTES = (("plugin_namespace", XCORR_DOMAIN), ("plugin_version", str(XCORR_VERSION)))
 
 # ONNX metadata_props keys. Values are strings; structured ones are JSON.
 META_PREFIX = "siamrpn."

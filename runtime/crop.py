@@ -13,6 +13,13 @@ pysot pads the whole frame before slicing; every padded cell gets the same mean 
 only the ``sz x sz`` patch (the in-frame part plus constant borders, ``cv2.copyMakeBorder``) gives the
 same bytes without allocating the padded frame (tests/test_crop.py checks this against a
 transcription of pysot's padding).
+
+Allocation is capped: a crop of side ``sz`` that reaches outside the frame builds an ``sz x sz x 3``
+patch, which for a huge box is gigabytes (a 12000x9000 box: a 40000 px search crop, 4.8 GB). Above
+``MAX_EXACT_CROP_SIDE`` the crop is instead sampled straight from the frame with ``cv2.warpAffine``
+(the same geometry as the resize; OpenCV's remap rounds its bilinear weights differently, so a pixel
+may differ from pysot's by one grey level: tests/test_crop.py), allocating only the output. Below the cap, and for
+any crop inside the frame (a view, no allocation), the bytes are pysot's.
 """
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ import math
 
 import cv2
 import numpy as np
+
+MAX_EXACT_CROP_SIDE = 6144  # px: a 113 MB padded patch; covers every crop of a 1920x1080 frame
 
 
 def crop_origin(center: float, crop_side: int) -> int:
@@ -65,13 +74,33 @@ def get_subwindow(frame: np.ndarray, center_xy, out_size: int, crop_side: int, a
     ``frame``.
     """
     crop_side = int(crop_side)
-    patch = _patch(frame, center_xy, crop_side, avg_chans)
     if out is None:
         out = np.empty((out_size, out_size, 3), dtype=np.uint8)
+    if crop_side > MAX_EXACT_CROP_SIDE and not _inside(frame, center_xy, crop_side):
+        return _sampled_crop(frame, center_xy, out_size, crop_side, avg_chans, out)
+    patch = _patch(frame, center_xy, crop_side, avg_chans)
     if crop_side == out_size:
         out[...] = patch
     else:
         cv2.resize(patch, (out_size, out_size), dst=out, interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _inside(frame: np.ndarray, center_xy, crop_side: int) -> bool:
+    xmin, ymin = crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side)
+    return xmin >= 0 and ymin >= 0 and xmin + crop_side <= frame.shape[1] and ymin + crop_side <= frame.shape[0]
+
+
+def _sampled_crop(frame, center_xy, out_size: int, crop_side: int, avg_chans, out: np.ndarray) -> np.ndarray:
+    """A huge crop without its patch: each output pixel is sampled where cv2.resize would sample the
+    padded patch, ``x = xmin + (dx + 0.5) * sz / out - 0.5`` (same for y), outside the frame the fill."""
+    scale = crop_side / out_size
+    xmin, ymin = crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side)
+    to_frame = np.array([[scale, 0.0, xmin + 0.5 * scale - 0.5],
+                         [0.0, scale, ymin + 0.5 * scale - 0.5]])
+    fill = tuple(int(v) for v in pad_value(avg_chans))
+    cv2.warpAffine(frame, to_frame, (out_size, out_size), dst=out,
+                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
     return out
 
 

@@ -39,10 +39,12 @@ def display_available() -> tuple[bool, str]:
 
 
 def draw_overlay(frame: np.ndarray, *, box_xywh: tuple[float, float, float, float] | None, score: float | None,
-                 state: str, fps: float | None, backend: str, note: str = "") -> np.ndarray:
+                 state: str, fps: float | None, backend: str, note: str = "",
+                 frame_index: int | None = None) -> np.ndarray:
     """A copy of ``frame`` (HxWx3 uint8 BGR) with the box (pixels, x/y top-left), score, FPS and backend.
 
-    ``state`` "lost" draws no box and a red TARGET LOST banner; ``note`` adds a line (e.g. "PAUSED").
+    ``state`` "lost" draws no box and a red TARGET LOST banner; ``note`` adds a line (e.g. "PAUSED");
+    ``frame_index`` starts the first line with "#<index>" (the source's frame number).
     """
     out = frame.copy()
     lost = state == "lost"
@@ -52,7 +54,10 @@ def draw_overlay(frame: np.ndarray, *, box_xywh: tuple[float, float, float, floa
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
     score_text = "-" if score is None else f"{score:.2f}"
     fps_text = "-" if not fps else f"{fps:.1f}"
-    lines = [f"{backend}  {fps_text} FPS  score {score_text}", "TARGET LOST" if lost else state.upper()]
+    first = f"{backend}  {fps_text} FPS  score {score_text}"
+    if frame_index is not None:
+        first = f"#{frame_index}  {first}"
+    lines = [first, "TARGET LOST" if lost else state.upper()]
     if note:
         lines.append(note)
     scale = max(0.4, min(out.shape[:2]) / 600)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +23,14 @@ SIDECAR_SUFFIX = ".json"
 # TensorRT-RTX AOT engines run on any of these when no target was set (its CPU-only AOT default:
 # docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/cpu-engines.html).
 RTX_DEFAULT_TARGETS = ("8.0", "8.6", "8.9", "12.0")
+
+# Sanity limits of a sidecar: a real one is a few kB; no tracker runs thousands of targets per call.
+MAX_SIDECAR_BYTES = 1 << 20
+MAX_BATCH_LIMIT = 1024
+MAX_DIM = 1 << 16
+# The project's own plugin build output (engines.plugin_build writes here); with a path the user passes
+# and the engine's own folder, the only places a plugin library is ever loaded from.
+PROJECT_PLUGIN_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "plugin"
 
 
 @dataclass(frozen=True)
@@ -100,21 +106,40 @@ class EngineSidecar:
         return json.dumps(raw, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, where: str = "sidecar") -> "EngineSidecar":
+    def from_json(cls, text: str | bytes, where: str = "sidecar") -> "EngineSidecar":
+        """Parse and validate a sidecar (types, ranges, file names): any defect is a ContractError that
+        names the field and says to rebuild, never another exception type."""
+        def bad(problem: str) -> ContractError:
+            return ContractError(f"{where}: not a readable engine sidecar ({problem}). Delete it and the engine "
+                                 "beside it, then rebuild with `python -m engines.build` (or build.sh).")
+
+        if isinstance(text, bytes):
+            if len(text) > MAX_SIDECAR_BYTES:
+                raise bad(f"{len(text)} bytes, more than the {MAX_SIDECAR_BYTES} a sidecar can hold")
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise bad(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
         try:
             raw = json.loads(text)
-            if raw.get("schema") != SIDECAR_SCHEMA:
-                raise ContractError(f"{where}: sidecar schema {raw.get('schema')!r}, this version reads "
-                                    f"{SIDECAR_SCHEMA}. Rebuild the engine with `python -m engines.build`.")
-            raw["build_options"] = EngineBuildOptions.from_dict(raw["build_options"])
-            raw["runs_on"] = tuple(raw["runs_on"])
-            raw["profile"] = {k: [tuple(s) for s in v] for k, v in raw["profile"].items()}
-            return cls(**raw)
-        except ContractError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ContractError(f"{where}: not a readable engine sidecar ({exc}). Delete it and the engine "
-                                "beside it, then rebuild with `python -m engines.build`.") from None
+        except RecursionError:
+            raise bad("JSON nested too deeply") from None
+        except ValueError as exc:
+            raise bad(f"not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(raw), "a number")
+            raise bad(f"JSON {kind}, expected an object")
+        if raw.get("schema") != SIDECAR_SCHEMA:
+            raise ContractError(f"{where}: sidecar schema {raw.get('schema')!r:.40}, this version reads "
+                                f"{SIDECAR_SCHEMA}. Rebuild the engine with `python -m engines.build`.")
+        problems = sidecar_problems(raw)
+        if problems:
+            raise bad("; ".join(problems[:5]))
+        raw = dict(raw)
+        raw["build_options"] = EngineBuildOptions.from_dict(raw["build_options"])
+        raw["runs_on"] = tuple(raw["runs_on"])
+        raw["profile"] = {k: [tuple(s) for s in v] for k, v in raw["profile"].items()}
+        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -153,24 +178,20 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar:
         raise ContractError(f"{engine_path}: no sidecar {path.name} beside the engine, so its TensorRT "
                             "version, GPU and source ONNX are unknown. Rebuild it with `python -m "
                             "engines.build <folder>` (or build.sh), which writes both.")
-    return EngineSidecar.from_json(path.read_text(), where=str(path))
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read the engine sidecar ({exc.strerror}); rebuild the engine with "
+                            "`python -m engines.build`") from None
+    return EngineSidecar.from_json(data, where=str(path))
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the artifact from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to a temp file in the same folder, fsync, rename it over ``path`` (runtime.atomic)."""
+    from runtime.atomic import write_bytes
+
+    write_bytes(path, data)
 
 
 def check_fresh(sidecar: EngineSidecar, env: CurrentEnv) -> list[str]:
@@ -218,3 +239,174 @@ def stale_message(engine_path: str | Path, reasons: list[str]) -> str:
     lines.append(f"Rebuild the stale engines with `python -m engines.build {engine_path.parent}` "
                  "(or rerun build.sh); only stale engines are rebuilt.")
     return "\n".join(lines)
+
+
+# --- validation -----------------------------------------------------------------------------------
+def is_plain_file_name(value) -> bool:
+    """A file name with no path component: no separator, not "." or "..", no NUL."""
+    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+            and "\0" not in value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+_STRINGS = ("graph", "precision", "flavour", "product", "product_version", "gpu_name", "compute_capability",
+            "export_id", "model_spec", "tracker_config", "engine_sha256", "built_at_utc")
+
+
+def sidecar_problems(raw: dict) -> list[str]:
+    """Every schema violation of a parsed sidecar object (empty when valid): types, ranges, and that the
+    files it names are plain names in the engine's folder, never paths."""
+    problems = []
+    known = {f.name for f in dataclasses.fields(EngineSidecar)}
+    unknown = sorted(str(k)[:40] for k in raw if k not in known)
+    if unknown:
+        problems.append(f"unknown fields {unknown[:5]}")
+    required = {f.name for f in dataclasses.fields(EngineSidecar)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(raw))
+    if missing:
+        problems.append(f"missing fields {missing}")
+    for key in _STRINGS:
+        if key in raw and not isinstance(raw[key], str):
+            problems.append(f"{key} must be a string, not {type(raw[key]).__name__}")
+    if raw.get("product") not in (None, *PRODUCTS) and isinstance(raw.get("product"), str):
+        problems.append(f"product {raw['product'][:40]!r} is not one of {', '.join(PRODUCTS)}")
+    for key in ("engine_file", "onnx_file"):
+        if key in raw and not is_plain_file_name(raw[key]):
+            problems.append(f"{key} must be a file name without a path, not {str(raw[key])[:80]!r}")
+    plugin, plugin_sha = raw.get("plugin_library"), raw.get("plugin_sha256")
+    if plugin is not None and not is_plain_file_name(plugin):
+        problems.append(f"plugin_library may only name a file (where it is loaded from is never read from a "
+                        f"sidecar), not {str(plugin)[:80]!r}")
+    if (plugin is None) != (plugin_sha is None):
+        problems.append("plugin_library and plugin_sha256 must be given together")
+    if plugin_sha is not None and not _is_sha256(plugin_sha):
+        problems.append("plugin_sha256 must be 64 lowercase hex digits")
+    if "onnx_sha256" in raw and not _is_sha256(raw["onnx_sha256"]):
+        problems.append("onnx_sha256 must be 64 lowercase hex digits")
+    runs_on = raw.get("runs_on", [])
+    if not isinstance(runs_on, list) or not all(isinstance(c, str) and _is_capability(c) for c in runs_on):
+        problems.append(f"runs_on must be a list of compute capabilities like \"8.7\", not {str(runs_on)[:80]!r}")
+    problems += _profile_problems(raw.get("profile", {}))
+    problems += _model_json_problems(raw)
+    problems += _options_problems(raw.get("build_options", {}))
+    io = raw.get("io_dtypes", {})
+    if not isinstance(io, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in io.items()):
+        problems.append("io_dtypes must map tensor names to dtype names")
+    if not _is_int(raw.get("engine_bytes", 0)) or raw.get("engine_bytes", 0) < 0:
+        problems.append("engine_bytes must be an integer >= 0")
+    seconds = raw.get("build_seconds", 0.0)
+    if not (_is_int(seconds) or isinstance(seconds, float)) or not 0 <= seconds < 1e9:
+        problems.append("build_seconds must be a number >= 0")
+    return problems
+
+
+def _model_json_problems(raw: dict) -> list[str]:
+    """model_spec / tracker_config are JSON inside the sidecar; the TensorRT backend sizes its buffers
+    from model_spec, so its numbers must be sane integers."""
+    from runtime.contract import ModelSpec, TrackerConfig
+
+    problems = []
+    for key, kind in (("model_spec", ModelSpec), ("tracker_config", TrackerConfig)):
+        text = raw.get(key, "")
+        if not isinstance(text, str) or not text:
+            continue
+        try:
+            value = kind.from_json(text)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, ContractError) as exc:
+            problems.append(f"{key} is not a valid {kind.__name__} ({type(exc).__name__})")
+            continue
+        if kind is ModelSpec:
+            sizes = (value.exemplar_size, value.instance_size, value.score_size, value.anchor_num,
+                     value.kernel_channels, value.kernel_size)
+            if not all(_is_int(v) and 1 <= v <= MAX_DIM for v in sizes) or not all(
+                    isinstance(level, str) for level in value.levels):
+                problems.append(f"model_spec sizes must be integers within 1..{MAX_DIM}")
+    return problems
+
+
+def _is_capability(text: str) -> bool:
+    major, _, minor = text.partition(".")
+    return major.isdigit() and minor.isdigit() and len(text) <= 6
+
+
+def _profile_problems(profile) -> list[str]:
+    if not isinstance(profile, dict) or not profile:
+        return ["profile must map each input name to [min, opt, max] shapes"]
+    for name, shapes in profile.items():
+        ok = isinstance(shapes, list) and len(shapes) == 3 and all(
+            isinstance(s, list) and 1 <= len(s) <= 8 and all(_is_int(d) for d in s) for s in shapes)
+        if not ok:
+            return [f"profile[{str(name)[:40]!r}] must be [min, opt, max] shapes of positive integers"]
+        batches = [s[0] for s in shapes]
+        if not all(1 <= b <= MAX_BATCH_LIMIT for b in batches):
+            return [f"profile[{name[:40]!r}] max batch {shapes[2][0]} is outside 1..{MAX_BATCH_LIMIT} "
+                    f"(batches {batches})"]
+        if not all(1 <= d <= MAX_DIM for s in shapes for d in s[1:]):
+            return [f"profile[{name[:40]!r}] has a dimension outside 1..{MAX_DIM}"]
+    return []
+
+
+def _options_problems(options) -> list[str]:
+    if not isinstance(options, dict):
+        return ["build_options must be an object"]
+    limits = {"max_batch": (1, MAX_BATCH_LIMIT), "opt_batch": (1, MAX_BATCH_LIMIT), "workspace_mib": (1, 1 << 24),
+              "optimization_level": (0, 5)}
+    problems = [f"build_options.{k} must be an integer within {lo}..{hi}" for k, (lo, hi) in limits.items()
+                if k in options and not (_is_int(options[k]) and lo <= options[k] <= hi)]
+    targets = options.get("compute_targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) and _is_capability(t) for t in targets):
+        problems.append("build_options.compute_targets must be a list of compute capabilities")
+    return problems
+
+
+# --- where a plugin library comes from -----------------------------------------------------------
+def plugin_library_for(engine_path: str | Path, sidecar: EngineSidecar, explicit: str | Path | None = None,
+                       project_dir: Path = PROJECT_PLUGIN_DIR) -> Path | None:
+    """The plugin library to load for ``sidecar``'s engine, as an absolute path; None when it needs none.
+
+    A sidecar only NAMES its library (file name + sha256); it never decides where it is loaded from.
+    In order: ``explicit`` (a path the user passed), else the file of that name in the engine's own
+    folder (not a symlink leading out of it), else in the project's plugin build output. Among those,
+    the first whose sha256 matches the sidecar wins; if none matches, the first found (so the staleness
+    check reports "changed"). Raises ContractError when none exists.
+    """
+    if not sidecar.plugin_library:
+        return None
+    if explicit is not None:
+        return Path(explicit).absolute()
+    name = sidecar.plugin_library
+    if not is_plain_file_name(name):  # from_json refuses these; a hand-made EngineSidecar must too
+        raise ContractError(f"{engine_path}: the sidecar names plugin library {name!r} with a path; a sidecar "
+                            "may only name a file. Rebuild the engine with `python -m engines.build`.")
+    folder = Path(engine_path).absolute().parent
+    found, refused = [], []
+    for candidate in (folder / name, Path(project_dir) / name):
+        if not candidate.is_file():
+            continue
+        if candidate.parent == folder and candidate.resolve().parent != folder.resolve():
+            refused.append(f"{candidate} is a link to {candidate.resolve()}, outside the engine's folder")
+            continue
+        found.append(candidate)
+    for candidate in found:
+        if sidecar.plugin_sha256 and _sha256(candidate) == sidecar.plugin_sha256:
+            return candidate
+    if found:
+        return found[0]
+    detail = ("; refused: " + "; ".join(refused)) if refused else ""
+    raise ContractError(f"{engine_path}: the engine needs plugin library {name}, which is missing (looked in "
+                        f"{folder} and {project_dir}{detail}). Build the plugin (`python -m engines.plugin_build`), "
+                        "pass its path explicitly (--plugin-lib), or use the standard-op engines (--flavour standard).")
+
+
+def _sha256(path: Path) -> str:
+    from runtime.contract import sha256_file
+
+    return sha256_file(path)

@@ -8,7 +8,9 @@ Frames: the tracker works on HxWx3 uint8 BGR (OpenCV's layout). Such a frame is 
 
 Boxes: ``[x, y, w, h]`` in 0-based frame pixels, one box (4,) or N boxes (N, 4). Width and height
 must be > 0 and finite, and a box must overlap the frame. A box partly outside the frame is accepted,
-as pysot accepts it: the crop pads the outside with the frame's mean colour.
+as pysot accepts it: the crop pads the outside with the frame's mean colour. A box wider or higher than
+``MAX_BOX_FRAME_MULTIPLE`` times the frame is refused: no target that size can be in view (it is a typo,
+or a box from another resolution), and its context crop would be enormous.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import cv2
 import numpy as np
 
 from runtime.errors import InputError
+
+MAX_BOX_FRAME_MULTIPLE = 2  # a box may be at most this many times the frame's width and height
 
 
 def _describe(frame) -> str:
@@ -71,6 +75,11 @@ def as_boxes(box_xywh, frame_hw: tuple[int, int], what: str = "box") -> tuple[np
         if w <= 0 or h <= 0:
             raise InputError(f"{name}: width and height must be > 0, got w={w:g}, h={h:g}; "
                              "draw or pass a box with a positive size")
+        k = MAX_BOX_FRAME_MULTIPLE
+        if w > k * width or h > k * height:
+            raise InputError(f"{name}: [x, y, w, h] = [{x:g}, {y:g}, {w:g}, {h:g}] is {w:g}x{h:g} px, more than "
+                             f"{k}x the {width}x{height} frame; expected the target's box in this frame's "
+                             "pixels, as x,y,w,h (not x1,y1,x2,y2, not from a larger resolution)")
         if x + w <= 0 or y + h <= 0 or x >= width or y >= height:
             raise InputError(f"{name}: [x, y, w, h] = [{x:g}, {y:g}, {w:g}, {h:g}] lies entirely outside "
                              f"the {width}x{height} frame; expected a box overlapping the frame "

@@ -60,6 +60,28 @@ def read_onnx_summary(path: str | Path) -> OnnxSummary:
             buf.release()
 
 
+def read_metadata(path: str | Path) -> dict:
+    """Only the model's metadata_props (a dict), without walking the graph: fast enough to read every
+    variant of a folder before choosing one. ContractError like ``read_onnx_summary``."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return read_onnx_summary(path).metadata   # raises the missing / empty-file error
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        buf = memoryview(mm)
+        try:
+            metadata = {}
+            for field, value in _fields(buf, 0, len(buf)):
+                if field == _MODEL_METADATA and isinstance(value, tuple):
+                    sub = dict(_fields(buf, *value))
+                    metadata[_text(buf, sub.get(1, (0, 0)))] = _text(buf, sub.get(2, (0, 0)))
+            return metadata
+        except _Corrupt as err:
+            raise ContractError(f"{path}: not a readable ONNX model ({err}); the file is truncated, corrupted "
+                                "or not ONNX. Re-export it (siamtrack export) or copy it again") from None
+        finally:
+            buf.release()
+
+
 def read_graph_meta(path: str | Path) -> GraphMeta:
     """The siamrpn.* metadata of an exported graph; ContractError if the file is not one of ours."""
     return GraphMeta.from_props(read_onnx_summary(path).metadata, where=str(path))

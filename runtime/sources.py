@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import InputError, SiamTrackError
-from runtime.video_io import list_images, read_image
+from runtime.video_io import check_frame_size, list_images, read_image
 
 KINDS = ("csi", "v4l2", "stream", "file", "folder", "synthetic")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
@@ -252,11 +252,18 @@ class FolderSource:
         if not self._images:
             raise SourceError(f"{folder}: the folder holds no images; pass a folder of .jpg/.png frames")
         self._next = 0
+        self._first_shape: tuple[int, ...] | None = None
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         if self._next >= len(self._images):
             return False, None
-        frame = read_image(self._images[self._next])
+        path = self._images[self._next]
+        frame = read_image(path)
+        self._first_shape = self._first_shape or frame.shape
+        try:
+            check_frame_size(frame, self._first_shape, f"{path} (frame {self._next})")
+        except InputError as err:
+            raise SourceError(str(err)) from None
         self._next += 1
         return True, frame
 
@@ -347,11 +354,55 @@ def _capture_args(spec: SourceSpec, timeout_s: float) -> tuple[tuple, str]:
     return (spec.location,), f"video {spec.location}"
 
 
+# Threads given up on while inside a capture driver (an open past its deadline, a read that would not
+# stop). Python cannot interrupt them, and one that returns into the interpreter while it shuts down is
+# killed mid-unwind inside FFmpeg/GStreamer's C++ code: "terminate called without an active exception",
+# SIGABRT, exit code 134 instead of the message's 1. So at exit we wait for them (FFmpeg's own open/read
+# timeout, set to the same deadline, makes them return shortly), and if one is still stuck after
+# ABANDONED_GRACE_S we end the process with os._exit after flushing, skipping the shutdown that crashes.
+ABANDONED_GRACE_S = 5.0
+_abandoned: list[threading.Thread] = []
+_abandoned_lock = threading.Lock()
+_exit_hook = []  # non-empty once the atexit hook is registered
+exit_code_if_stuck = 1  # the exit code os._exit uses then; the camera command sets its run's code
+
+
+def abandon_thread(thread: threading.Thread) -> None:
+    """Register a daemon ``thread`` stuck in a capture driver, to be waited for (bounded) at exit.
+    Threads that have ended meanwhile are dropped, so a stream that times out every reconnect for
+    weeks does not grow the list."""
+    import atexit
+
+    with _abandoned_lock:
+        if not _exit_hook:
+            atexit.register(_wait_for_abandoned)
+            _exit_hook.append(True)
+        _abandoned[:] = [t for t in _abandoned if t.is_alive()] + [thread]
+
+
+def _wait_for_abandoned(grace_s: float | None = None) -> None:
+    import sys
+
+    deadline = time.monotonic() + (ABANDONED_GRACE_S if grace_s is None else grace_s)
+    with _abandoned_lock:
+        threads = list(_abandoned)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(exit_code_if_stuck)
+
+
 def _open_bounded(factory, args: tuple, timeout_s: float, name: str):
     """Run the (possibly blocking) capture constructor with a deadline.
 
     A constructor stuck in a driver cannot be interrupted from Python: after ``timeout_s`` we give up on
-    it; its daemon thread releases the capture if it ever returns, so nothing leaks into the caller.
+    it; its daemon thread releases the capture if it ever returns, so nothing leaks into the caller, and
+    it is registered with ``abandon_thread`` so interpreter exit waits for it instead of crashing.
     """
     box: dict = {}
     abandoned = threading.Event()
@@ -372,6 +423,7 @@ def _open_bounded(factory, args: tuple, timeout_s: float, name: str):
     worker.join(timeout_s)
     if worker.is_alive():
         abandoned.set()
+        abandon_thread(worker)
         raise SourceError(f"{name}: did not open within {timeout_s:g} s; check that it is reachable and sends "
                           "video (try it in `ffplay` or `gst-launch-1.0`), or raise --open-timeout")
     if "error" in box:

@@ -23,10 +23,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "engines": ("engines.build:main",
                 "build TensorRT engines (only missing or stale ones) from the exported ONNX variants"),
     "selfcheck": ("engines.selfcheck:main", "run each engine on recorded inputs against ONNX Runtime; max error per engine"),
+    "verify": ("engines.verify:main", "on a GPU: plugin, every engine, self-check, gpu tests, TensorRT vs ORT; one report"),
     # tracking
     "track": ("runtime.track_cli:main", "track one target through a video or image folder"),
     "camera": ("runtime.camera_cli:main",
                "track live from a camera, stream, video or image folder (window or headless JSON lines)"),
+    "trax": ("serving.trax_server:main", "serve the tracker over TraX (stdin/stdout) for the VOT toolkit"),
+    "triton-repo": ("serving.triton.repo:main", "export folder -> Triton model repository (batched nets + per-stream tracker)"),
+    "triton-serve": ("serving.triton.server:main", "run the bundled Triton server on such a repository (127.0.0.1, CPU)"),
+    "triton-load": ("serving.triton.load:main", "N concurrent streams against a Triton server: frames/s, p50/p99 latency"),
     # measuring
     "accuracy": ("bench.accuracy:main",
                  "run backends over a tracking dataset: result files, AUC/precision/AO/VOT tables, plots"),
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"siamtrack: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module, func = COMMANDS[name][0].split(":")
+    if name == "camera" and any(x == "--server" or x.startswith("--server=") for x in rest):
+        module, func = "serving.triton.camera", "main"   # tracker on a Triton server; runtime imports no serving
     entry = getattr(importlib.import_module(module), func)
     from runtime.errors import run_main
 

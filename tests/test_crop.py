@@ -126,3 +126,41 @@ def test_to_blob_is_nchw_float32_bgr_without_normalisation():
     blob = to_blob(patches)
     assert blob.shape == (2, 3, 4, 4) and blob.dtype == np.float32 and blob.flags.c_contiguous
     assert tuple(blob[1, :, 2, 3]) == (10.0, 20.0, 255.0)
+
+
+def test_a_huge_crop_does_not_allocate_its_padded_patch():
+    # a 9000 px search crop around a 320x240 frame: the patch would be 9000^2 x 3 = 243 MB
+    import tracemalloc
+
+    frame = _textured_frame(240, 320)
+    tracemalloc.start()
+    try:
+        crop = get_subwindow(frame, (160.0, 120.0), 255, 9000, frame.mean(axis=(0, 1)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert crop.shape == (255, 255, 3) and peak < 5_000_000
+
+
+def test_above_the_cap_the_crop_is_within_one_grey_level_of_pysot(monkeypatch):
+    # same geometry, OpenCV's remap rounds differently from its resize: at most 1 level apart
+    import runtime.crop as crop_module
+
+    frame = _textured_frame(240, 320)
+    avg = frame.mean(axis=(0, 1))
+    for center, side in (((160.0, 120.0), 1500), ((10.0, 200.5), 1201), ((300.0, 5.0), 900)):
+        exact = _pysot_padded_subwindow(frame, center, 255, side, avg)
+        monkeypatch.setattr(crop_module, "MAX_EXACT_CROP_SIDE", 800)
+        sampled = get_subwindow(frame, center, 255, side, avg)
+        monkeypatch.setattr(crop_module, "MAX_EXACT_CROP_SIDE", 6144)
+        assert np.abs(sampled.astype(int) - exact).max() <= 1
+
+
+def test_crops_up_to_the_cap_stay_byte_exact(monkeypatch):
+    import runtime.crop as crop_module
+
+    frame = _textured_frame(240, 320)
+    avg = frame.mean(axis=(0, 1))
+    monkeypatch.setattr(crop_module, "MAX_EXACT_CROP_SIDE", 900)
+    np.testing.assert_array_equal(get_subwindow(frame, (160.0, 120.0), 255, 900, avg),
+                                  _pysot_padded_subwindow(frame, (160.0, 120.0), 255, 900, avg))

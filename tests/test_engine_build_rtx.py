@@ -2,8 +2,11 @@
 
 Product exercised: ``tensorrt_rtx`` (TensorRT for RTX), whose Builder / strongly typed network /
 OnnxParser / builder config / build_serialized_network mirror TensorRT's. It cannot deserialize or run
-what it builds here (no GPU), and it has no plugin layers; TensorRT 10.x/11.x itself is not installable
-on this machine, so nothing here proves full TensorRT's behaviour.
+what it builds here (no GPU); TensorRT 10.x/11.x itself is not installable on this machine, so nothing
+here proves full TensorRT's behaviour. Its Python network API has no add_plugin_v3, but its ONNX parser
+adds IPluginV3 layers: with the DepthwiseXCorr library built from engines/plugin (TensorRT 11.x headers
+needed) the plugin-flavour engines build ahead of time on the CPU, in a child process
+(tests/plugin_library.py says why), and TensorRT itself calls the plugin's build-time methods.
 
 The tiny graphs (tests/tiny_graphs.py) follow the contract (input/output names, metadata) with a
 4-channel model; the standard twin of the search graph comes from export.xcorr_op.expand_xcorr_nodes.
@@ -216,3 +219,90 @@ def _quantize_pair(out) -> bool:
 def read_meta(path):
     model = onnx.load(str(path), load_external_data=False)
     return GraphMeta.from_props({p.key: p.value for p in model.metadata_props})
+
+
+# --- the DepthwiseXCorr plugin inside TensorRT-RTX's AOT builder ------------------------------------
+def test_plugin_graph_exported_without_lookup_attributes_is_refused_with_a_re_export_hint(tmp_path):
+    """An export made before plugin_namespace/plugin_version were written would rely on the parser's
+    fallback to the node's domain, which TensorRT 10.0-10.3 does not have: refused before parsing."""
+    from engines import trt_compat
+    from engines.build import build_engine
+    from tests.tiny_graphs import tiny_search_plugin
+
+    old = tiny_search_plugin()
+    for node in old.graph.node:
+        del node.attribute[:]
+    onnx.save(old, str(tmp_path / "search.fp32.plugin.onnx"))
+    with pytest.raises(ContractError, match=r"(?s)xc_cls, xc_loc lack .*plugin_namespace=\"siamrpn\".*Re-export"):
+        build_engine(tmp_path / "search.fp32.plugin.onnx", tmp_path / "x.engine", api=trt_compat.load("tensorrt_rtx"))
+    assert not (tmp_path / "x.engine").exists()
+
+
+def _plugin_variants(folder):
+    """The tiny plugin-flavour search graph and its FP16/INT8 variants made by the product's own stages:
+    file name -> (precision, type the plugin must run in)."""
+    from calibration.quantize import quantize
+    from export.fp16 import convert_fp16
+    from tests.tiny_graphs import tiny_search_plugin
+
+    fp32 = folder / "search.fp32.plugin.onnx"
+    onnx.save(tiny_search_plugin(), str(fp32))
+    convert_fp16(fp32, folder / "search.fp16.plugin.onnx", xcorr="fp16")          # plugin in float16
+    convert_fp16(fp32, folder / "search.fp16-xcorr32.plugin.onnx", xcorr="fp32")  # Casts around it
+    rng = np.random.default_rng(0)
+    feeds = [{"search": rng.uniform(0, 255, TINY.search_shape(1)).astype(np.float32),
+              **{k: rng.standard_normal(TINY.kernel_shape(1)).astype(np.float32) for k in TINY.kernel_names}}
+             for _ in range(2)]
+    quantize(fp32, feeds, folder / "search.int8.plugin.onnx", method="max")
+    return {"search.fp32.plugin.onnx": ("fp32", "float32"), "search.fp16.plugin.onnx": ("fp16", "float16"),
+            "search.fp16-xcorr32.plugin.onnx": ("fp16", "float32"), "search.int8.plugin.onnx": ("int8", "float32")}
+
+
+@pytest.fixture(scope="module")
+def rtx_plugin_builds(tmp_path_factory):
+    """Every plugin variant built by engines.build.build_engine in one TensorRT-RTX child process with a
+    verbose logger: file name -> (expected precision, plugin type, child result with its own log)."""
+    from tests.plugin_library import rtx_library_shim, rtx_plugin_library, run_rtx_child
+
+    library, shim = rtx_plugin_library(tmp_path_factory), rtx_library_shim(tmp_path_factory)
+    folder = tmp_path_factory.mktemp("rtx_plugin")
+    variants = _plugin_variants(folder)
+    args = [a for name in variants for a in ("--build", str(folder / name), str(folder / (name[:-4] + "engine")))]
+    run = run_rtx_child(library, *args, shim=shim)
+    assert run.returncode == 0, run.log[-4000:]
+    results = {r["onnx"]: r for r in run.results}
+    assert sorted(results) == sorted(variants), run.log[-4000:]
+    return {name: (*expected, results[name]) for name, expected in variants.items()}, library
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["search.fp32.plugin.onnx", "search.fp16.plugin.onnx",
+                                  "search.fp16-xcorr32.plugin.onnx", "search.int8.plugin.onnx"])
+def test_rtx_builds_plugin_flavour_engines_ahead_of_time_on_cpu(rtx_plugin_builds, name):
+    from runtime.contract import sha256_file
+
+    builds, library = rtx_plugin_builds
+    precision, _, result = builds[name]
+    assert result["ok"], result
+    assert (result["precision"], result["flavour"]) == (precision, "plugin") and result["engine_bytes"] > 0
+    assert result["plugin_sha256"] == sha256_file(library)  # the sidecar ties the engine to this library
+    assert set(result["io_dtypes"].values()) == {"float32"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["search.fp32.plugin.onnx", "search.fp16.plugin.onnx",
+                                  "search.fp16-xcorr32.plugin.onnx", "search.int8.plugin.onnx"])
+def test_tensorrt_calls_the_plugins_build_methods_with_the_graphs_types_and_shapes(rtx_plugin_builds, name):
+    """The plugin logs each build-time call at kVERBOSE through TensorRT's logger; these lines come from
+    TensorRT-RTX's own builder calling it (tiny graph: x (N,4,14,14), k (N,4,4,4), N dynamic)."""
+    builds, _ = rtx_plugin_builds
+    _, dtype, result = builds[name]
+    log = result["log"]
+    assert "DepthwiseXCorr getOutputShapes: x (?, 4, 14, 14), k (?, 4, 4, 4) -> output (?, 4, 11, 11)" in log
+    assert f"DepthwiseXCorr getOutputDataTypes: inputs {dtype}, {dtype} -> output {dtype}" in log
+    for position in range(3):  # x, k, output: linear in the graph's type is chosen, other formats refused
+        assert f"DepthwiseXCorr supportsFormatCombination: position {position} {dtype} linear -> accepted" in log
+    assert (f"DepthwiseXCorr configurePlugin: x {dtype} linear (-1, 4, 14, 14), k {dtype} linear (-1, 4, 4, 4)"
+            in log)
+    other = "float16" if dtype == "float32" else "float32"
+    assert f"getOutputDataTypes: inputs {other}" not in log  # the type is the graph's, nothing else is tried

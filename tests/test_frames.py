@@ -71,3 +71,37 @@ def test_bad_boxes_raise_input_error(box, words):
     with pytest.raises(InputError) as err:
         as_boxes(box, (10, 10))
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("box", [[0, 0, 12000, 9000], [0, 0, 1e9, 5], [0, 0, 5, 21]])
+def test_a_box_more_than_twice_the_frame_is_refused_saying_why(box):
+    with pytest.raises(InputError, match=r"more than 2x the 10x10 frame"):
+        as_boxes(box, (10, 10))
+
+
+def test_a_box_up_to_twice_the_frame_is_accepted():
+    boxes, _ = as_boxes([-5, -5, 20, 20], (10, 10))
+    assert boxes.tolist() == [[-5, -5, 20, 20]]
+
+
+def test_the_tracker_refuses_a_billion_pixel_box_instead_of_running_out_of_memory(tmp_path):
+    from runtime.backends import open_backend
+    from runtime.tracker import SiamRPNTracker
+    from tiny_tracker_model import write_tiny_tracker_model
+
+    tracker = SiamRPNTracker(open_backend(str(write_tiny_tracker_model(tmp_path))))
+    with pytest.raises(InputError, match="more than 2x"):
+        tracker.init(np.zeros((240, 320, 3), np.uint8), [0, 0, 1e9, 100])
+
+
+def test_frame_reader_refuses_a_folder_whose_frame_size_changes(tmp_path):
+    import cv2
+
+    from runtime.video_io import FrameReader
+
+    for i, size in enumerate(((40, 50), (40, 50), (60, 50))):
+        cv2.imwrite(str(tmp_path / f"{i:04d}.png"), np.zeros((*size, 3), np.uint8))
+    frames = iter(FrameReader(tmp_path))
+    next(frames), next(frames)
+    with pytest.raises(InputError, match=r"0002\.png \(frame 2\) is 50x60 pixels but the sequence started at 50x40"):
+        next(frames)

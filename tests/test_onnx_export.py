@@ -251,6 +251,44 @@ def test_custom_node_counts_match_the_number_of_xcorrs(alex_dir):
     assert counts[(XCORR_DOMAIN, XCORR_OP)] == 2  # alex: one level x {cls, loc}
 
 
+def plugin_lookup_keys(model) -> list[tuple]:
+    """(op_type, plugin_version, plugin_namespace) of every custom node, as TensorRT's ONNX parser reads them
+    (string attributes only: it calls attrs.get<std::string>)."""
+    keys = []
+    for node in model.graph.node:
+        if node.domain == XCORR_DOMAIN:
+            strings = {a.name: a.s.decode() for a in node.attribute if a.type == a.STRING}
+            keys.append((node.op_type, strings.get("plugin_version"), strings.get("plugin_namespace")))
+    return keys
+
+
+def test_plugin_nodes_name_the_creator_declared_in_the_plugin_header(alex_dir):
+    """Without plugin_namespace the parser of TensorRT 10.0-10.3 (JetPack 6) asks for namespace "" and
+    never finds the creator, which registers under "siamrpn" (engines/plugin/depthwise_xcorr_plugin.h)."""
+    from tests.plugin_library import header_creator_identity
+
+    model = load(alex_dir / artifact_name("search", "fp32", "plugin", "onnx"))
+    assert plugin_lookup_keys(model) == [header_creator_identity()] * 2
+
+
+@pytest.mark.slow
+def test_fp16_and_int8_variants_keep_the_plugin_lookup_attributes(alex_dir, tmp_path):
+    from calibration.quantize import quantize
+    from export.fp16 import convert_fp16
+    from runtime.backends.onnxrt import OrtBackend
+    from tests.plugin_library import header_creator_identity
+
+    fp32 = alex_dir / artifact_name("search", "fp32", "plugin", "onnx")
+    variants = [convert_fp16(fp32, tmp_path / f"search.fp16.{x}.onnx", xcorr=x) for x in ("fp32", "fp16")]
+    with OrtBackend.from_dir(alex_dir, flavour="plugin") as backend:
+        z, x = crops(backend.spec, n=1)
+        kernels = backend.run_template(z)
+    feeds = [{"search": x, **dict(zip(backend.spec.kernel_names, kernels.arrays))}]
+    variants.append(quantize(fp32, feeds, tmp_path / "search.int8.plugin.onnx", method="max"))
+    for path in variants:
+        assert plugin_lookup_keys(load(path)) == [header_creator_identity()] * 2, path.name
+
+
 def test_cli_rejects_a_missing_checkpoint(tmp_path):
     from export.to_onnx import main
     from runtime.errors import SiamTrackError

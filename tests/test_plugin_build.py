@@ -1,11 +1,9 @@
 """Building the DepthwiseXCorr plugin library: the environment -> build-plan decision (pure), the plugin
-sources against real TensorRT headers, and the built library's entry points and creator.
+sources against real TensorRT headers, the built library's entry points and creator, and the creator's
+identity against the one the export stage writes on the ONNX node.
 
-Header-dependent tests need TensorRT headers, which no package registry ships. Point them at one or more
-include folders (os.pathsep-separated) with SIAMRPN_TRT_HEADER_DIRS, or at one with TENSORRT_INCLUDE /
-TENSORRT_ROOT; e.g. headers of the NVIDIA/TensorRT GitHub release/10.3 and release/11.1 branches:
-    SIAMRPN_TRT_HEADER_DIRS=/tmp/trt-10.3/include:/tmp/trt-11.1/include pytest tests/test_plugin_build.py
-Without them those tests skip with that reason.
+Header-dependent tests need TensorRT headers, which no package registry ships (tests/plugin_library.py
+says how to provide them); without them those tests skip with that reason.
 """
 from __future__ import annotations
 
@@ -18,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from engines import plugin_build as pb
+from runtime.contract import XCORR_NODE_ATTRIBUTES, XCORR_OP
 from runtime.errors import InputError
+from tests.plugin_library import HEADER_DIRS, header_creator_identity, needs_headers, needs_rtx, plugin_library, \
+    rtx_plugin_library, run_rtx_child
 
 EVERYTHING = pb.FoundTools(nvcc="/usr/local/cuda/bin/nvcc", nvcc_archs=("75", "80", "86", "87", "89", "90"),
                            cmake="/usr/bin/cmake", cmake_version=(3, 25), cxx="/usr/bin/g++",
@@ -127,19 +128,6 @@ def test_cli_without_prerequisites_exits_3_and_lists_what_is_missing(tmp_path, m
 
 # ---- against real TensorRT headers ----
 
-def header_dirs() -> list[str]:
-    listed = os.environ.get("SIAMRPN_TRT_HEADER_DIRS", "")
-    dirs = [d for d in listed.split(os.pathsep) if d]
-    if not dirs:
-        include, _ = pb.find_tensorrt_include(os.environ)
-        dirs = [include] if include else []
-    return dirs
-
-
-HEADER_DIRS = header_dirs()
-NO_HEADERS = ("no TensorRT headers: set SIAMRPN_TRT_HEADER_DIRS (or TENSORRT_INCLUDE / TENSORRT_ROOT) to "
-              "TensorRT include folders; no package registry ships them")
-needs_headers = pytest.mark.skipif(not HEADER_DIRS, reason=NO_HEADERS)
 header_params = pytest.mark.parametrize("trt_include", HEADER_DIRS or [None],
                                         ids=lambda d: Path(d).parent.name if d else "none")
 
@@ -168,15 +156,8 @@ def test_plugin_sources_compile_warning_free_against_tensorrt_headers(trt_includ
 def built_plugin(tmp_path_factory):
     """The library built by `python -m engines.plugin_build` (CMake + nvcc) against the first header dir,
     and the output of plugin_smoke.cpp run on it (one name=value line per check)."""
-    if not HEADER_DIRS:
-        pytest.skip(NO_HEADERS)
-    found = pb.probe_environment({**os.environ, "TENSORRT_INCLUDE": HEADER_DIRS[0]})
-    out = tmp_path_factory.mktemp("plugin")
-    plan = pb.plan_build(found, {"TENSORRT_INCLUDE": HEADER_DIRS[0]}, "87", out, out / "build")
-    if not plan.ok:
-        pytest.skip("cannot build the plugin here: " + "; ".join(plan.missing))
-    (library,) = pb.run_plan(plan)
-    smoke = out / "plugin_smoke"
+    library = plugin_library(tmp_path_factory)
+    smoke = tmp_path_factory.mktemp("smoke") / "plugin_smoke"
     cxx = shutil.which("g++") or shutil.which("c++")
     subprocess.run([cxx, *cxx_flags(HEADER_DIRS[0]), str(pb.SOURCE_DIR / "plugin_smoke.cpp"), "-o", str(smoke),
                     "-ldl"], check=True)
@@ -248,3 +229,25 @@ def test_plugin_serialises_no_fields_and_clones(built_plugin):
     _, checks = built_plugin
     assert checks["serialized_fields"] == "0" and checks["creator_fields"] == "0"
     assert checks["clone_ok"] == "1" and checks["attach_ok"] == "1"
+
+
+# ---- the creator's identity is the one the ONNX node names ----
+
+def test_plugin_header_declares_the_identity_the_export_writes_on_the_node():
+    """TensorRT's ONNX parser asks the registry for (op_type, plugin_version, plugin_namespace) of the node;
+    the creator registers under the header's constants. Both must be the same triple."""
+    attrs = dict(XCORR_NODE_ATTRIBUTES)
+    assert header_creator_identity() == (XCORR_OP, attrs["plugin_version"], attrs["plugin_namespace"])
+
+
+@pytest.mark.slow
+@needs_rtx
+def test_tensorrt_rtx_registry_finds_the_built_creator_under_the_node_identity(tmp_path_factory):
+    """The real library loaded by TensorRT-RTX's plugin registry (load_library): all_creators lists it,
+    and get_creator with the node's (op_type, plugin_version, plugin_namespace) returns it."""
+    run = run_rtx_child(rtx_plugin_library(tmp_path_factory))
+    assert run.returncode == 0, run.log[-3000:]
+    attrs = dict(XCORR_NODE_ATTRIBUTES)
+    node_identity = [XCORR_OP, attrs["plugin_version"], attrs["plugin_namespace"]]
+    assert node_identity in run.creators
+    assert run.found == node_identity

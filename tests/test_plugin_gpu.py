@@ -118,7 +118,9 @@ def loaded_plugin(trt, plugin_library):
 
 def build_engine(trt, onnx_bytes: bytes, shapes: dict[str, tuple], strongly_typed: bool, expect_plugin: bool):
     """shapes: input name -> (min, opt, max) shapes. Returns a deserialised ICudaEngine."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    from runtime.backends.trt import product_logger
+
+    logger = product_logger(trt)  # one logger per process: TensorRT keeps the first one's pointer
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
@@ -143,7 +145,9 @@ _RUNTIMES = []  # each IRuntime must outlive the engines it deserialised
 
 
 def deserialize(trt, blob: bytes):
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    from runtime.backends.trt import product_logger
+
+    runtime = trt.Runtime(product_logger(trt))
     _RUNTIMES.append(runtime)
     engine = runtime.deserialize_cuda_engine(blob)
     assert engine is not None

@@ -252,3 +252,24 @@ def test_synthetic_frame_shows_the_texture_at_the_reported_box():
 def test_synthetic_camera_drop_makes_reads_fail():
     src = SyntheticSource(SyntheticParams(fps=200), drop_after=3)
     assert [src.read()[0] for _ in range(5)] == [True, True, True, False, False]
+
+
+def test_image_folder_source_refuses_a_frame_of_another_size(tmp_path):
+    for i, size in enumerate(((40, 50), (44, 50))):
+        cv2.imwrite(str(tmp_path / f"{i:04d}.png"), np.zeros((*size, 3), np.uint8))
+    src = open_source(parse_source(str(tmp_path)))
+    assert src.read()[0]
+    with pytest.raises(SourceError, match=r"0001\.png \(frame 1\) is 50x44 pixels but the sequence started at 50x40"):
+        src.read()
+
+
+def test_abandoned_open_threads_that_ended_are_not_kept():
+    # a flaky stream can time out on every reconnect for weeks: the registry must not grow with it
+    from runtime import sources
+
+    for _ in range(50):
+        done = threading.Thread(target=lambda: None)
+        done.start()
+        done.join()
+        sources.abandon_thread(done)
+    assert len(sources._abandoned) <= 1

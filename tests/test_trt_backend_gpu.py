@@ -101,7 +101,11 @@ def test_steady_state_frames_allocate_no_gpu_or_pinned_memory(folder):
         for _ in range(20):
             be.run_search(x, kernels)
         free_after = cuda_mem.check(rt.cudaMemGetInfo(), "cudaMemGetInfo")[0]
-    assert cuda_mem.ALLOCATIONS == count
+    assert cuda_mem.ALLOCATIONS == count  # our own cudaMalloc/cudaMallocHost calls: exact everywhere
+    if cuda_mem.device_is_integrated():
+        # Jetson: the GPU shares system memory, so free memory moves with any host allocation (Python's
+        # included) and cannot show what the GPU side did; the allocation counter above is the check.
+        return
     assert free_after == free_before
 
 

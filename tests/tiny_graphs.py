@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from runtime.contract import META_PRECISION, META_XCORR, GraphMeta, ModelSpec, TrackerConfig
+from runtime.contract import META_PRECISION, META_XCORR, XCORR_NODE_ATTRIBUTES, GraphMeta, ModelSpec, TrackerConfig
 
 TINY = ModelSpec(variant="tiny", exemplar_size=8, instance_size=16, score_size=11, anchor_num=1,
                  levels=("",), kernel_channels=4, kernel_size=4)
@@ -51,8 +51,10 @@ def tiny_search_plugin(seed=1):
              numpy_helper.from_array(rng.standard_normal((2, 4, 1, 1)).astype(np.float32), "w_c"),
              numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w_l")]
     nodes = [helper.make_node("Conv", ["search", "w_s"], ["feat"]),
-             helper.make_node("DepthwiseXCorr", ["feat", "kernel_cls"], ["xc"], domain="siamrpn", name="xc_cls"),
-             helper.make_node("DepthwiseXCorr", ["feat", "kernel_loc"], ["xl"], domain="siamrpn", name="xc_loc"),
+             helper.make_node("DepthwiseXCorr", ["feat", "kernel_cls"], ["xc"], domain="siamrpn", name="xc_cls",
+                              **dict(XCORR_NODE_ATTRIBUTES)),
+             helper.make_node("DepthwiseXCorr", ["feat", "kernel_loc"], ["xl"], domain="siamrpn", name="xc_loc",
+                              **dict(XCORR_NODE_ATTRIBUTES)),
              helper.make_node("Conv", ["xc", "w_c"], ["cls"]),
              helper.make_node("Conv", ["xl", "w_l"], ["loc"])]
     graph = helper.make_graph(

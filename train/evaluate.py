@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,10 +141,11 @@ def plot_bias(maps: dict[str, np.ndarray], path: Path) -> None:
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle("mean foreground response, targets shifted uniformly by up to 64 px", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    from runtime.atomic import atomic_path
+
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _model_arg(text: str) -> tuple[str, Path]:
@@ -201,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         plot_bias(maps, out / "centre_bias.png")
-        tmp = out / ".results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=1))
-        os.replace(tmp, out / "results.json")
+        from runtime.atomic import write_text
+
+        write_text(out / "results.json", json.dumps(results, indent=1))
     if args.json:
         print(json.dumps(results))
     else:

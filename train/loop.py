@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -167,7 +166,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
     backbone_trainable = cfg.unfreeze_at is not None and cfg.unfreeze_at <= 0
     state_path = out_dir / "train_state.pt"
     if resume and state_path.exists():
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = load_train_state(torch, state_path)
         if saved["digest"] != cfg.digest():
             raise TrainError(f"{state_path}: this run was made with other settings ({saved['config']}); "
                              "resume with the same options, or choose a new --out folder")
@@ -224,25 +223,54 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
 def _write_config(model_cfg, out_dir: Path) -> None:
     import shutil
 
+    from runtime.atomic import atomic_path
+
     if model_cfg.source:
-        tmp = out_dir / ".config.yaml.tmp"
-        shutil.copyfile(model_cfg.source, tmp)
-        os.replace(tmp, out_dir / "config.yaml")
+        with atomic_path(out_dir / "config.yaml") as tmp:
+            shutil.copyfile(model_cfg.source, tmp)
+
+
+STATE_FORMAT = "siamtrack-train-state/2"
 
 
 def _checkpoint(torch, model, optimizer, state, rng, cfg, out_dir: Path, save_checkpoint) -> None:
+    from runtime.atomic import atomic_path, write_text
+
     save_checkpoint(model, out_dir / "model.pth")
-    payload = {"digest": cfg.digest(), "config": dataclasses.asdict(cfg), "model": model.state_dict(),
-               "optimizer": optimizer.state_dict(), "state": dataclasses.asdict(state),
-               "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-    tmp = out_dir / ".train_state.pt.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, out_dir / "train_state.pt")
-    tmp = out_dir / ".losses.json.tmp"
-    tmp.write_text(json.dumps({"config": dataclasses.asdict(cfg), "seconds": state.seconds,
-                               "columns": ["step", "total", "cls", "loc", "lr"], "rows": state.losses}))
-    os.replace(tmp, out_dir / "losses.json")
+    # Tensors and plain data only (the generator state and history as JSON text), so --resume can load
+    # it with torch.load(weights_only=True), which never runs code from the file.
+    payload = {"format": STATE_FORMAT, "digest": cfg.digest(), "config": json.dumps(dataclasses.asdict(cfg)),
+               "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "state": json.dumps(dataclasses.asdict(state)), "rng": json.dumps(rng.bit_generator.state),
+               "torch_rng": torch.get_rng_state()}
+    with atomic_path(out_dir / "train_state.pt") as tmp:
+        torch.save(payload, tmp)
+    write_text(out_dir / "losses.json", json.dumps({"config": dataclasses.asdict(cfg), "seconds": state.seconds,
+                                                    "columns": ["step", "total", "cls", "loc", "lr"],
+                                                    "rows": state.losses}))
     plot_losses(state.losses, out_dir / "loss.png")
+
+
+def load_train_state(torch, path: Path) -> dict:
+    """``train_state.pt`` read with ``weights_only=True`` (tensors and plain data; a pickled object that
+    would run code is refused before it is built). Returns digest, config, model, optimizer, state
+    (dict), rng (numpy bit-generator state) and torch_rng."""
+    import pickle
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainError(f"{path}: refused to resume from it: it is not a training state this project writes "
+                         f"(tensors and plain data only; {first[:160]}). A file that holds other objects could "
+                         "run code when loaded. Delete it to restart the run, or choose a new --out folder") from None
+    if not isinstance(saved, dict) or not {"digest", "model", "optimizer", "state", "rng", "torch_rng"} <= set(saved):
+        raise TrainError(f"{path}: not a training state written by `siamtrack train` (keys missing); delete it "
+                         "to restart the run, or choose a new --out folder")
+    if saved.get("format") == STATE_FORMAT:
+        saved = dict(saved, config=json.loads(saved["config"]), state=json.loads(saved["state"]),
+                     rng=json.loads(saved["rng"]))
+    return saved
 
 
 def plot_losses(rows, path: Path, window: int = 20) -> None:
@@ -265,10 +293,11 @@ def plot_losses(rows, path: Path, window: int = 20) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    from runtime.atomic import atomic_path
+
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:

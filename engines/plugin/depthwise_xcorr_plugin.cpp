@@ -5,6 +5,7 @@
 #include "depthwise_xcorr_kernel.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <new>
 
@@ -61,6 +62,57 @@ bool compatibleDims(nvinfer1::Dims const& x, nvinfer1::Dims const& k)
         }
     }
     return true;
+}
+
+// ---- verbose call log (build time only; enqueue never logs) ----
+
+char const* typeName(DataType t)
+{
+    switch (t)
+    {
+    case DataType::kFLOAT: return "float32";
+    case DataType::kHALF: return "float16";
+    case DataType::kINT8: return "int8";
+    case DataType::kINT32: return "int32";
+    default: return "other";
+    }
+}
+
+char const* formatName(TensorFormat f)
+{
+    return f == TensorFormat::kLINEAR ? "linear" : "non-linear";
+}
+
+// "(N, C, H, W)" with -1 for a dynamic dimension.
+void formatDims(char* out, size_t size, nvinfer1::Dims const& d)
+{
+    int used = std::snprintf(out, size, "(");
+    for (int32_t i = 0; i < d.nbDims && used > 0 && static_cast<size_t>(used) < size; ++i)
+    {
+        used += std::snprintf(out + used, size - used, i == 0 ? "%lld" : ", %lld", static_cast<long long>(d.d[i]));
+    }
+    if (used > 0 && static_cast<size_t>(used) < size)
+    {
+        std::snprintf(out + used, size - used, ")");
+    }
+}
+
+// "(?, 4, 11, 11)": constants as numbers, anything decided at run time as "?".
+void formatExprs(char* out, size_t size, DimsExprs const& d)
+{
+    int used = std::snprintf(out, size, "(");
+    for (int32_t i = 0; i < d.nbDims && used > 0 && static_cast<size_t>(used) < size; ++i)
+    {
+        char const* sep = i == 0 ? "" : ", ";
+        bool const known = d.d[i] != nullptr && d.d[i]->isConstant();
+        used += known ? std::snprintf(out + used, size - used, "%s%lld", sep,
+                            static_cast<long long>(d.d[i]->getConstantValue()))
+                      : std::snprintf(out + used, size - used, "%s?", sep);
+    }
+    if (used > 0 && static_cast<size_t>(used) < size)
+    {
+        std::snprintf(out + used, size - used, ")");
+    }
 }
 } // namespace
 
@@ -121,6 +173,10 @@ int32_t DepthwiseXCorrPlugin::getOutputDataTypes(
         return -1;
     }
     outputTypes[0] = inputTypes[0];
+    char line[160];
+    std::snprintf(line, sizeof(line), "DepthwiseXCorr getOutputDataTypes: inputs %s, %s -> output %s",
+        typeName(inputTypes[0]), typeName(inputTypes[1]), typeName(outputTypes[0]));
+    logPluginVerbose(line);
     return 0;
 }
 
@@ -149,6 +205,12 @@ int32_t DepthwiseXCorrPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
         }
         outputs[0].d[d] = exprBuilder.operation(DimensionOperation::kSUM, *diff, *one);
     }
+    char xs[96], ks[96], os[96], line[360];
+    formatExprs(xs, sizeof(xs), x);
+    formatExprs(ks, sizeof(ks), k);
+    formatExprs(os, sizeof(os), outputs[0]);
+    std::snprintf(line, sizeof(line), "DepthwiseXCorr getOutputShapes: x %s, k %s -> output %s", xs, ks, os);
+    logPluginVerbose(line);
     return 0;
 }
 
@@ -160,12 +222,14 @@ bool DepthwiseXCorrPlugin::supportsFormatCombination(
         return false;
     }
     PluginTensorDesc const& desc = inOut[pos].desc;
-    if (desc.format != TensorFormat::kLINEAR)
-    {
-        return false;
-    }
-    // Position 0 chooses the type; the kernel and the output follow it.
-    return pos == 0 ? isSupportedType(desc.type) : desc.type == inOut[0].desc.type;
+    // Linear only; position 0 chooses the type, the kernel and the output follow it.
+    bool const accepted = desc.format == TensorFormat::kLINEAR
+        && (pos == 0 ? isSupportedType(desc.type) : desc.type == inOut[0].desc.type);
+    char line[160];
+    std::snprintf(line, sizeof(line), "DepthwiseXCorr supportsFormatCombination: position %d %s %s -> %s",
+        static_cast<int>(pos), typeName(desc.type), formatName(desc.format), accepted ? "accepted" : "rejected");
+    logPluginVerbose(line);
+    return accepted;
 }
 
 int32_t DepthwiseXCorrPlugin::configurePlugin(
@@ -176,6 +240,13 @@ int32_t DepthwiseXCorrPlugin::configurePlugin(
         logPluginError("DepthwiseXCorr: x and k must be rank 4 with equal N and C, and k no larger than x");
         return -1;
     }
+    char xs[96], ks[96], line[320];
+    formatDims(xs, sizeof(xs), in[0].desc.dims);
+    formatDims(ks, sizeof(ks), in[1].desc.dims);
+    std::snprintf(line, sizeof(line), "DepthwiseXCorr configurePlugin: x %s %s %s, k %s %s %s",
+        typeName(in[0].desc.type), formatName(in[0].desc.format), xs, typeName(in[1].desc.type),
+        formatName(in[1].desc.format), ks);
+    logPluginVerbose(line);
     return 0;
 }
 

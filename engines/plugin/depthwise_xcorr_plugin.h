@@ -1,11 +1,16 @@
 // TensorRT IPluginV3 for siamrpn::DepthwiseXCorr (name "DepthwiseXCorr", version "1", namespace "siamrpn").
-// The ONNX parser finds it from the node's domain ("siamrpn") and op type.
+// TensorRT's ONNX parser looks a creator up as (op type, node attribute plugin_version, default "1", node
+// attribute plugin_namespace, default ""); 10.0-10.3 never try the node's domain. The export stage therefore
+// writes plugin_namespace="siamrpn" and plugin_version="1" on every DepthwiseXCorr node (runtime/contract.py
+// XCORR_NODE_ATTRIBUTES), and tests compare those with the constants below.
 //
 // Inputs  0: x (N, C, H, W)   float32 or float16, linear NCHW
 //         1: k (N, C, kh, kw) same type
 // Output  0: (N, C, H-kh+1, W-kw+1), same type.
-// No attributes; fields the parser passes (e.g. plugin_namespace) are accepted and ignored.
-// Written against TensorRT 10.3 .. 11.x headers (the V3 interfaces are identical across that range).
+// No plugin fields: getFieldNames is empty, so the parser forwards none of the node's attributes (plugin_namespace
+// and plugin_version only select the creator); fields passed anyway are ignored.
+// Written against TensorRT 10.3 .. 11.x headers (the V3 interfaces are identical across that range). Build it
+// against the headers of the TensorRT that loads it: ILoggerFinder's vtable changed in 11.0 (README.md).
 #pragma once
 
 #include <NvInferRuntime.h>
@@ -83,7 +88,9 @@ private:
     nvinfer1::PluginFieldCollection mFieldNames{0, nullptr};
 };
 
-// Logs through the ILogger that TensorRT handed to setLoggerFinder (silent when none was given).
+// Log through the ILogger that TensorRT handed to setLoggerFinder (silent when none was given). The build-time
+// methods log each call at kVERBOSE (TensorRT's verbose log shows how it negotiated types, formats and shapes).
 void logPluginError(char const* message) noexcept;
+void logPluginVerbose(char const* message) noexcept;
 
 } // namespace siamrpn

@@ -27,7 +27,9 @@ std::mutex gLoggerMutex;
 nvinfer1::ILoggerFinder* gLoggerFinder{nullptr};
 } // namespace
 
-void logPluginError(char const* message) noexcept
+namespace
+{
+void logPlugin(nvinfer1::ILogger::Severity severity, char const* message) noexcept
 {
     std::lock_guard<std::mutex> lock(gLoggerMutex);
     if (gLoggerFinder == nullptr)
@@ -37,11 +39,24 @@ void logPluginError(char const* message) noexcept
     nvinfer1::ILogger* logger = gLoggerFinder->findLogger();
     if (logger != nullptr)
     {
-        logger->log(nvinfer1::ILogger::Severity::kERROR, message);
+        logger->log(severity, message);
     }
+}
+} // namespace
+
+void logPluginError(char const* message) noexcept
+{
+    logPlugin(nvinfer1::ILogger::Severity::kERROR, message);
+}
+
+void logPluginVerbose(char const* message) noexcept
+{
+    logPlugin(nvinfer1::ILogger::Severity::kVERBOSE, message);
 }
 } // namespace siamrpn
 
+// ILoggerFinder derives from IVersionedInterface since TensorRT 11.0, which moves findLogger from vtable slot 0
+// to slot 4: a library built with 10.x headers and loaded by 11.x / TensorRT-RTX gets no logger (README.md).
 SIAMRPN_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
 {
     std::lock_guard<std::mutex> lock(siamrpn::gLoggerMutex);

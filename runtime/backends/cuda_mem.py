@@ -50,6 +50,13 @@ def device_identity(device: int = 0) -> tuple[str, str]:
     return name.rstrip("\x00").strip(), f"{prop.major}.{prop.minor}"
 
 
+def device_is_integrated(device: int = 0) -> bool:
+    """True for a GPU that shares system memory with the CPU (Jetson): there cudaMemGetInfo's free
+    memory moves with every host allocation, so it cannot show that the GPU side allocated nothing."""
+    prop = check(cudart().cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    return bool(prop.integrated)
+
+
 class Stream:
     """One non-blocking CUDA stream (graph capture needs a non-default stream)."""
 
@@ -114,6 +121,16 @@ def copy_dtoh(dst: PinnedArray, src: DeviceBuffer, nbytes: int, stream: Stream) 
                              stream.handle), "cudaMemcpyAsync(device->host)")
 
 
+def _discard_capture(rt, stream: Stream) -> None:
+    """End a capture that failed, so the stream is usable again, and destroy the (partial) graph
+    cudaStreamEndCapture hands back: it is ours to free even though it will never run."""
+    result = rt.cudaStreamEndCapture(stream.handle)
+    graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+    if graph is not None and int(graph) != 0:
+        rt.cudaGraphDestroy(graph)
+    rt.cudaGetLastError()  # clear the sticky capture error so the next plain run is not blamed for it
+
+
 class CudaGraph:
     """A captured, instantiated CUDA graph replayed with ``launch``."""
 
@@ -129,8 +146,7 @@ class CudaGraph:
         try:
             work()
         except BaseException:
-            rt.cudaStreamEndCapture(stream.handle)  # leave the stream usable; its graph is discarded
-            rt.cudaGetLastError()
+            _discard_capture(rt, stream)
             raise
         graph = check(rt.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
         try:

@@ -17,26 +17,64 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import re
 from pathlib import Path
 
 import numpy as np
 
 from runtime.backends.base import Backend, Kernels
 from runtime.contract import ModelSpec, TrackerConfig, artifact_name, sha256_file
-from runtime.engine_meta import PRODUCTS, CurrentEnv, EngineSidecar, check_fresh, read_sidecar, stale_message
+from runtime.engine_meta import (PRODUCTS, CurrentEnv, EngineSidecar, check_fresh, plugin_library_for, read_sidecar,
+                                 stale_message)
 from runtime.errors import BackendUnavailable, ContractError, InputError
+
+# TensorRT 10.3 is JetPack 6.1's; older ones (8.6 on JetPack 6.0) have no IPluginV3 in the ONNX parser and
+# treat precision as a builder hint, so FP16/INT8 graphs would not build as exported. TensorRT-RTX is a
+# separate product with its own 1.x versions.
+MIN_VERSION = {"tensorrt": (10, 3), "tensorrt_rtx": (1, 0)}
+
+
+def version_problem(product: str, version: str) -> str | None:
+    """Why ``product`` ``version`` is not supported, or None. Pure."""
+    parts = [int(p) for p in re.findall(r"\d+", str(version))[:2]]
+    low = MIN_VERSION.get(product)
+    if low is None or len(parts) < 2 or tuple(parts) >= low:
+        return None
+    if product == "tensorrt":
+        return (f"TensorRT {version} is older than 10.3, the oldest this project supports (strongly typed "
+                "networks and IPluginV3 plugins). On Jetson use JetPack 6.1 or newer (TensorRT 10.3); on a "
+                "desktop install TensorRT >= 10.3")
+    return f"{product} {version} is older than {'.'.join(map(str, low))}; install a newer release"
 
 
 def import_product(product: str):
-    """The TensorRT Python module for ``product`` ("tensorrt" or "tensorrt_rtx")."""
+    """The TensorRT Python module for ``product`` ("tensorrt" or "tensorrt_rtx"); refuses unsupported versions."""
     if product not in PRODUCTS:
         raise ContractError(f"unknown TensorRT product {product!r}; expected one of {', '.join(PRODUCTS)}")
     try:
-        return importlib.import_module(product)
+        module = importlib.import_module(product)
     except ImportError as exc:
         hint = ("install TensorRT (JetPack ships it; on a desktop `pip install tensorrt`)" if product == "tensorrt"
                 else "pip install tensorrt-rtx-cu12")
         raise BackendUnavailable(f"Python module {product!r} cannot be imported ({exc}); {hint}") from None
+    problem = version_problem(product, getattr(module, "__version__", ""))
+    if problem:
+        raise BackendUnavailable(problem)
+    return module
+
+
+_LOGGERS: dict[str, object] = {}
+
+
+def product_logger(trt, verbose: bool = False):
+    """THE logger of TensorRT product module ``trt``, one per process: TensorRT keeps the first logger's
+    pointer for the whole process, so a second Logger that is later freed is a use-after-free. ``verbose``
+    only changes its minimum severity."""
+    logger = _LOGGERS.get(trt.__name__)
+    if logger is None:
+        logger = _LOGGERS[trt.__name__] = trt.Logger(trt.Logger.WARNING)
+    logger.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
+    return logger
 
 
 _LOADED_PLUGINS: dict[tuple[str, str], object] = {}
@@ -44,8 +82,11 @@ _LOADED_PLUGINS: dict[tuple[str, str], object] = {}
 
 def load_plugin_library(trt, path: str | Path):
     """Register the creators of a plugin shared library with TensorRT's plugin registry, once per process
-    (the registry refuses a second registration of the same creators)."""
-    path = Path(path)
+    (the registry refuses a second registration of the same creators).
+
+    The path is made absolute first: a bare name such as ``libx.so`` would go to dlopen's library
+    search (LD_LIBRARY_PATH, system folders), not to the file the caller meant."""
+    path = Path(path).absolute()
     if not path.is_file():
         raise ContractError(f"plugin library {path} does not exist; build it (engines/plugin, see README) "
                             "or use the standard-op engines (--flavour standard)")
@@ -113,6 +154,11 @@ class EngineSession:
     def output_shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.context.get_tensor_shape(name))
 
+    def check_output_shapes(self, expected: dict[str, tuple[int, ...]]) -> None:
+        """After set_input_shapes: every output's shape as TensorRT resolved it must be the one the host
+        buffers were sized for, or the copy-out would read past them (ContractError otherwise)."""
+        check_output_shapes(self.path.name, {n: self.output_shape(n) for n in expected}, expected)
+
     def bind(self, name: str, ptr: int) -> None:
         if not self.context.set_tensor_address(name, ptr):
             raise BackendUnavailable(f"{self.path.name}: set_tensor_address({name}) was refused")
@@ -124,6 +170,17 @@ class EngineSession:
     def close(self) -> None:
         self.context = None
         self.engine = None
+
+
+def check_output_shapes(engine: str, resolved: dict[str, tuple[int, ...]],
+                        expected: dict[str, tuple[int, ...]]) -> None:
+    """Raise ContractError naming each output whose resolved shape differs from the expected one."""
+    bad = {n: (tuple(int(d) for d in resolved[n]), tuple(expected[n])) for n in expected
+           if tuple(int(d) for d in resolved[n]) != tuple(expected[n])}
+    if bad:
+        detail = "; ".join(f"{n}: engine gives {got}, the model spec says {want}" for n, (got, want) in bad.items())
+        raise ContractError(f"{engine}: output shapes do not match the model spec ({detail}). The engine was "
+                            "not built from this export's graph; rebuild it with `python -m engines.build`.")
 
 
 class _DeviceKernels:
@@ -146,8 +203,12 @@ class TrtBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, template_engine: str | Path, search_engine: str | Path, *, check_onnx: bool = True,
-                 cuda_graph: bool = True):
+                 cuda_graph: bool = True, plugin_library: str | Path | None = None):
+        """plugin_library: the DepthwiseXCorr library for plugin engines, when it is neither in the engines'
+        folder nor in the project's plugin build output (the sidecar only names it; see
+        ``runtime.engine_meta.plugin_library_for``)."""
         self.template_path, self.search_path = Path(template_engine), Path(search_engine)
+        self._explicit_plugin = plugin_library
         self._closed, self._graph, self._buffers = False, None, []
         meta_t, meta_s = self._read_checked_sidecars(check_onnx)
         self.spec = ModelSpec.from_json(meta_s.model_spec)
@@ -159,7 +220,7 @@ class TrtBackend(Backend):
         self._check_machine(meta_s)
         if meta_s.plugin_library:
             self._plugin = load_plugin_library(self._trt, self._plugin_path(meta_s))
-        self._runtime = self._trt.Runtime(self._trt.Logger(self._trt.Logger.WARNING))
+        self._runtime = self._trt.Runtime(product_logger(self._trt))
         self._template = EngineSession(self._trt, self._runtime, self.template_path)
         self._search = EngineSession(self._trt, self._runtime, self.search_path, builtin_cuda_graph=cuda_graph)
         self._check_io()
@@ -195,6 +256,11 @@ class TrtBackend(Backend):
                 raise InputError(f"{path}: engine file not found; build it with `python -m engines.build "
                                  f"{path.parent}`")
         meta_t, meta_s = read_sidecar(self.template_path), read_sidecar(self.search_path)
+        for path, meta in ((self.template_path, meta_t), (self.search_path, meta_s)):
+            problem = version_problem(meta.product, meta.product_version)
+            if problem:
+                built = f"built with {meta.product} {meta.product_version}"
+                raise ContractError(stale_message(path, [f"{built}: {problem}"]))
         if (meta_t.graph, meta_s.graph) != ("template", "search"):
             raise ContractError(f"{self.template_path.name} / {self.search_path.name}: the sidecars say graphs "
                                 f"{meta_t.graph!r} / {meta_s.graph!r}; pass the template engine first, then the search one")
@@ -212,8 +278,8 @@ class TrtBackend(Backend):
         return meta_t, meta_s
 
     def _plugin_path(self, meta: EngineSidecar) -> Path:
-        path = Path(meta.plugin_library)
-        return path if path.is_absolute() else self.search_path.parent / path
+        engine = self.template_path if meta.graph == "template" else self.search_path
+        return plugin_library_for(engine, meta, self._explicit_plugin)
 
     def _plugin_sha(self, meta: EngineSidecar) -> str | None:
         if not meta.plugin_library:
@@ -279,6 +345,7 @@ class TrtBackend(Backend):
         n, names = crops.shape[0], self.spec.kernel_names
         self._host["template"].array[:n] = crops
         self._template.set_input_shapes({"template": crops.shape})
+        self._template.check_output_shapes({k: self.spec.kernel_shape(n) for k in names})
         cm.copy_htod(self._dev["template"], self._host["template"], self._rows("template", n), self._stream)
         self._template.enqueue(self._stream)
         for k in names:  # a host copy, only to restore these kernels if another template run replaces them
@@ -322,6 +389,7 @@ class TrtBackend(Backend):
         shapes = {"search": self.spec.search_shape(n)}
         shapes.update({k: self.spec.kernel_shape(n) for k in self.spec.kernel_names})
         self._search.set_input_shapes(shapes)
+        self._search.check_output_shapes({"cls": self.spec.cls_shape(n), "loc": self.spec.loc_shape(n)})
         self._search_n = n
 
     def _enqueue_search(self, n: int) -> None:
@@ -369,21 +437,39 @@ class TrtBackend(Backend):
         self._runtime = None
 
 
-def run_engine(engine_path: str | Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def engine_plugin(engine_path: str | Path, meta: EngineSidecar, explicit: str | Path | None = None) -> Path | None:
+    """The plugin library ``engine_path`` needs, checked against its sidecar's sha256 (None: none needed).
+    Where it is loaded from never comes from the sidecar (``runtime.engine_meta.plugin_library_for``)."""
+    path = plugin_library_for(engine_path, meta, explicit)
+    if path is None:
+        return None
+    reasons = check_fresh(meta, CurrentEnv(meta.product, meta.product_version, plugin_sha256=sha256_file(path)))
+    if reasons:
+        raise ContractError(stale_message(engine_path, [f"{r} ({path})" for r in reasons]))
+    return path
+
+
+def run_engine(engine_path: str | Path, feeds: dict[str, np.ndarray],
+               plugin_library: str | Path | None = None) -> dict[str, np.ndarray]:
     """Run one engine once on host arrays (self-check and tests; allocates per call).
 
     feeds: input name -> float32 array with the batch first. Returns output name -> float32 array.
+    plugin_library: an explicit plugin path (else the engine's folder or the project's plugin build).
     """
     from runtime.backends import cuda_mem as cm
 
     engine_path = Path(engine_path)
     meta = read_sidecar(engine_path)
+    problem = version_problem(meta.product, meta.product_version)
+    if problem:
+        built = f"built with {meta.product} {meta.product_version}"
+        raise ContractError(stale_message(engine_path, [f"{built}: {problem}"]))
+    plugin = engine_plugin(engine_path, meta, plugin_library)
     require_gpu(f"running {engine_path.name}")
     trt = import_product(meta.product)
-    if meta.plugin_library:
-        plugin = Path(meta.plugin_library)
-        load_plugin_library(trt, plugin if plugin.is_absolute() else engine_path.parent / plugin)
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if plugin is not None:
+        load_plugin_library(trt, plugin)
+    runtime = trt.Runtime(product_logger(trt))
     sess = EngineSession(trt, runtime, engine_path)
     stream, bufs = cm.Stream(), []
     try:

@@ -1,0 +1,1 @@
+"""The python-backend models a generated repository's ``model.py`` shims load (run inside Triton's stub)."""
