@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv.
 #   bash setup.sh          runtime + export + bench + train: enough for build.sh and tracking
-#   bash setup.sh --dev    also the test tools (pytest, TensorRT-RTX's CPU builder, sample data)
+#   bash setup.sh --dev    also the test tools (pytest, TensorRT-RTX's CPU builder, sample data) and serving
+#   bash setup.sh --serve  also Triton serving (tritonclient, the tritonserver of nvidia-pytriton)
 #
 # The venv sees system site-packages so that a Jetson's own OpenCV (with GStreamer), TensorRT and torch
 # are used as they are. torch and OpenCV are installed from pip only when none can be imported, and
@@ -11,7 +12,13 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 TORCH_PIN=${TORCH_PIN:-torch==2.13.0}
 extras="export,bench,data,train"
-[[ "${1:-}" == "--dev" ]] && extras="$extras,dev,engines"
+serve=0
+case "${1:-}" in
+  --dev) extras="$extras,dev,engines"; serve=1 ;;
+  --serve) extras="$extras,serve"; serve=1 ;;
+  "") ;;
+  *) echo "setup.sh: unknown option $1 (use --dev or --serve)" >&2; exit 2 ;;
+esac
 
 if [[ ! -x .venv/bin/python ]]; then
   "$PY" -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, found " + sys.version.split()[0]'
@@ -33,10 +40,10 @@ fi
 # (JetPack 6). runtime/cuda_versions.py chooses it from the driver and TensorRT, and says why (stderr).
 cuda_req=$("$VPY" -m runtime.cuda_versions) || cuda_req=""
 pip_q -e ".[$extras]" ${cuda_req:+"$cuda_req"}
-# Serving with Triton (--dev): the tritonserver bundled in the nvidia-pytriton wheel (Linux x86_64 and
+# Serving with Triton (--dev, --serve): the tritonserver bundled in the nvidia-pytriton wheel (Linux x86_64 and
 # aarch64). --no-deps: its metadata pins numpy<2 and only its binaries are used. Its python backend stub
 # passes empty tensors with numpy 2, so a numpy 1.x goes into a folder of its own, for the stub alone.
-if [[ "${1:-}" == "--dev" && "$(uname -s)" == Linux ]]; then
+if [[ $serve == 1 && "$(uname -s)" == Linux ]]; then
   pip_q --no-deps "nvidia-pytriton==0.7.0"
   [[ -d .venv/triton-stub-python/numpy ]] || pip_q --no-deps --target .venv/triton-stub-python "numpy>=1.23,<2"
 fi

@@ -1,7 +1,9 @@
 """Shared test configuration: the `gpu` marker skips with the reason no GPU was found."""
 from __future__ import annotations
 
+import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,29 @@ def pytest_collection_modifyitems(config, items):
 def artifacts_dir(tmp_path_factory) -> Path:
     """A per-session scratch folder for exported graphs and engines."""
     return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts connections and never sends a byte: a stream that never opens."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    conns, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conns.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for c in conns:
+        c.close()
+    server.close()

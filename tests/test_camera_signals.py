@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -80,32 +78,6 @@ def test_a_reader_closing_the_pipe_ends_the_run_quietly_with_exit_0(tiny_model):
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "BrokenPipeError" not in err
     assert "ended: output-closed" in err
-
-
-@pytest.fixture
-def silent_server():
-    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    conns, stop = [], threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                conns.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for c in conns:
-        c.close()
-    server.close()
 
 
 @pytest.mark.parametrize("scheme", ["http", "rtsp"])

@@ -155,32 +155,6 @@ def test_a_capture_constructor_stuck_in_a_driver_times_out():
     release.set()
 
 
-@pytest.fixture
-def silent_server():
-    """A TCP server that accepts connections and never sends a byte: a stream that never opens."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    conns, stop = [], threading.Event()
-
-    def accept():
-        while not stop.is_set():
-            try:
-                conns.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for c in conns:
-        c.close()
-    server.close()
-
-
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
 def test_stream_that_never_answers_fails_within_the_open_timeout(silent_server, scheme):
     t0 = time.monotonic()
