@@ -30,6 +30,7 @@ import numpy as np
 from bench import failure_modes, metrics
 from bench.runs import Run, parse_runs
 from bench.sequences import FORMATS, LAYOUTS, Sequence, SequenceProblem, is_plain_name, read_dataset
+from runtime import atomic
 from runtime.cli_args import positive_int
 from runtime.errors import InputError, SiamTrackError
 from runtime.protocol import box_to_vot_polygon, one_pass_init_box, vot_init_box
@@ -96,9 +97,7 @@ def write_records(path: Path, records) -> None:
     for r in records:
         r = np.ravel(np.asarray(r, dtype=np.float64))
         lines.append(f"{int(r[0])}\n" if r.size == 1 else ",".join(f"{v:.4f}" for v in r) + "\n")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(lines))
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(lines))
 
 
 def read_records(path: Path, n_frames: int, protocol: str):

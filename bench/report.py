@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.metrics import NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS
+from runtime import atomic
 from runtime.errors import InputError
 
 
@@ -28,9 +29,7 @@ def json_default(obj):
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)   # temp file, fsync, rename, fsync the folder: survives a power cut
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
@@ -147,7 +146,7 @@ def plot_accuracy(summary: dict, out_dir: Path) -> list[Path]:
         tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
         fig.savefig(tmp)
         plt.close(fig)
-        os.replace(tmp, path)
+        atomic.replace(tmp, path)
         written.append(path)
     return written
 

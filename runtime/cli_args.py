@@ -32,7 +32,8 @@ def positive_int(text: str) -> int:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model/--checkpoint/--random-seed/--backend/--precision/--flavour, as ``open_backend`` takes them."""
+    """--model/--checkpoint/--random-seed/--backend/--precision/--flavour/--threads, as ``open_backend``
+    takes them."""
     p.add_argument("--model", required=True,
                    help="artifact folder (ONNX pair / engines), pysot config.yaml, or r50|r50_otb|mobilev2|alex")
     p.add_argument("--checkpoint", help="pysot model.pth (with a config --model)")
@@ -42,10 +43,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"],
                    help="precision of the artifacts (default: the best present for the chosen backend)")
     p.add_argument("--flavour", choices=["plugin", "standard"], help="xcorr flavour of the artifacts")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads of ONNX Runtime's intra-op pool (torch's for a PyTorch model); default: "
+                        "the library's (all usable CPUs). TensorRT ignores it")
 
 
 def open_backend_from_args(args: argparse.Namespace):
     from runtime.backends import open_backend
 
     return open_backend(args.model, checkpoint=args.checkpoint, backend=args.backend,
-                        precision=args.precision, flavour=args.flavour, seed=args.random_seed)
+                        precision=args.precision, flavour=args.flavour, seed=args.random_seed,
+                        threads=args.threads)

@@ -36,6 +36,7 @@ import numpy as np
 
 from runtime.capture import Frame, LatestFrameGrabber, StreamEnded
 from runtime.display import KEY_PAUSE, KEY_QUIT, KEY_RESELECT, draw_overlay, validate_box
+from runtime import atomic
 from runtime.errors import InputError
 from runtime.live_stats import DEFAULT_WINDOW, RecentSamples
 from runtime.lost import LostMonitor, LostPolicy, TrackState
@@ -138,7 +139,7 @@ class Recorder:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            os.replace(self._tmp, self.path)
+            atomic.replace(self._tmp, self.path)
 
 
 def _json_line(frame: Frame, box, score, state: str, done: float, track_s: float) -> str:

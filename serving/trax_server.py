@@ -43,12 +43,11 @@ Errors go to stderr (the toolkit's tracker log) and the process exits 1.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.cli_args import add_model_args, positive_int
+    from runtime.cli_args import add_model_args
 
     p = argparse.ArgumentParser(prog="siamtrack trax", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
-    p.add_argument("--threads", type=positive_int, help="intra-op CPU threads (ONNX Runtime / torch; default: library's)")
     p.add_argument("--name", default="siamtrack", help="tracker name reported to the client")
     return p
 

@@ -154,3 +154,22 @@ def test_readme_python_api_example_runs_as_written(alex_dir, tmp_path):
     for line, box in zip(printed, expected):
         numbers = [float(v) for v in re.findall(r"-?\d+\.?\d*", line)]
         np.testing.assert_allclose(numbers[:4], box.round(1), atol=1e-9)
+
+
+@pytest.mark.parametrize("command", ["track", "camera"])
+def test_track_and_camera_threads_option_reaches_onnx_runtime_intra_op_pool(alex_dir, command):
+    """`siamtrack track|camera --threads N` opens its backend through runtime.cli_args: the option must
+    arrive at the sessions, not only at argparse (before, neither command had it)."""
+    import importlib
+
+    from runtime.cli_args import open_backend_from_args
+
+    parser = importlib.import_module(f"runtime.{command}_cli").build_parser()
+    required = ["--video", "clip.mp4", "--box", "1,1,4,4"] if command == "track" else ["--source", "synthetic"]
+    args, _ = parser.parse_known_args(["--model", str(alex_dir), "--backend", "onnxruntime", "--threads", "1",
+                                       *required])
+    backend = open_backend_from_args(args)
+    for session in (backend._template, backend._search):
+        assert session.get_session_options().intra_op_num_threads == 1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", str(alex_dir), "--threads", "0", *required])

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import atomic
+
 MODES = ("server-raw", "server-jpeg", "client-kernels")
 
 
@@ -116,7 +118,7 @@ def _write_json(path: Path, data: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
+    atomic.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
