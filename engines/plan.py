@@ -178,8 +178,11 @@ def _decide(request, listing, toolkit, machine, graph, precision, flavour) -> En
     plugin = None
     if art.uses_custom_op:
         if not toolkit.plugins:
-            return job(SKIP, f"{toolkit.product} {toolkit.version} has no plugin layers, so the custom "
-                             "DepthwiseXCorr op cannot be built; use the standard flavour")
+            # Its ONNX parser can add plugin layers, but only in a process started with an unversioned
+            # libtensorrt_rtx.so on LD_LIBRARY_PATH (the wheel ships .so.1 alone; engines/plugin/README.md)
+            return job(SKIP, f"{toolkit.product} {toolkit.version}'s Python network API has no plugin layers "
+                             "(add_plugin_v3), so this tool does not build the custom DepthwiseXCorr op with it; "
+                             "use the standard flavour (engines/plugin/README.md: building it by hand)")
         if request.plugin_library is None:
             return job(SKIP, "the graph uses the DepthwiseXCorr custom op and no plugin library was found: "
                              "build it with `python -m engines.plugin_build`, or pass --plugin-lib PATH")

@@ -8,7 +8,8 @@ Facts this module relies on (docs.nvidia.com/deeplearning/tensorrt, tensorrt-rtx
   in 11.x where the flag is accepted and ignored; RTX accepts it too. Precision comes from the graph.
 - TensorRT times kernels on the GPU while building, so it needs one; TensorRT-RTX's AOT phase does not.
 - TensorRT-RTX: a timing cache forces the AOT step to look for a GPU and has no effect on its engines
-  (RTX 1.1 release notes), and its network has no ``add_plugin_v3`` / plugin layers.
+  (RTX 1.1 release notes), and its Python network has no ``add_plugin_v3``; its ONNX parser does add
+  plugin layers, in a process that can dlopen ``libtensorrt_rtx.so`` (engines/plugin/README.md).
 The runtime side (product import, plugin library loading) lives in ``runtime.backends.trt`` because the
 runtime may not import this stage; it is re-exported here so the builder uses the same code.
 """
