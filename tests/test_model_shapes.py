@@ -1,6 +1,6 @@
 """Shapes, key names and the template/search split of export.model (the reference SiamRPN++ network).
 
-Expected values are pysot's, as listed in /work/shared/spec/reference-tracker.md sections 1-4, 8, 9
+Expected values are pysot's: its backbone, neck and head definitions and experiment configs
 (read from pysot's code and checked by building pysot's ModelBuilder); none come from running ours.
 """
 from __future__ import annotations
