@@ -17,6 +17,7 @@ import pytest
 
 from runtime.contract import artifact_name
 from test_onnx_export import export_once
+from runtime.backends.trt import product_logger
 from tests.plugin_library import rtx_library_shim, rtx_plugin_library, run_rtx_child
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (tensorrt-rtx-cu12, the dev extra) is not installed")
@@ -30,7 +31,7 @@ def alex_dir(tmp_path_factory) -> Path:
 
 
 def parse(path: Path):
-    logger = trt.Logger(trt.Logger.ERROR)
+    logger = product_logger(trt)   # the process's one RTX logger (TensorRT keeps the first one's pointer)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # RTX networks are strongly typed by default
     parser = trt.OnnxParser(network, logger)

@@ -138,7 +138,8 @@ def test_no_product_code_or_test_constructs_its_own_logger():
             for no, line in enumerate(path.read_text().splitlines(), 1):
                 if ".Logger(" in line and "def product_logger" not in line and "_LOGGERS[" not in line:
                     offenders.append(f"{path.relative_to(ROOT)}:{no}")
-    for name in ("test_plugin_gpu.py", "test_trt_backend_gpu.py", "test_trt_backend_cpu.py"):
+    for name in ("test_plugin_gpu.py", "test_trt_backend_gpu.py", "test_trt_backend_cpu.py", "test_trt_rtx_parse.py",
+                 "test_engine_build_rtx.py"):
         for no, line in enumerate((ROOT / "tests" / name).read_text().splitlines(), 1):
             if ".Logger(" in line:
                 offenders.append(f"tests/{name}:{no}")
