@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -143,10 +142,9 @@ def plot_accuracy(summary: dict, out_dir: Path) -> list[Path]:
         ax.legend(loc="best", fontsize=8)   # random-weight runs sit near 0, trained ones near 1
         fig.tight_layout()
         path = out_dir / fname
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-        fig.savefig(tmp)
+        with atomic.atomic_path(path, suffix=".tmp.png") as tmp:   # savefig infers the format from it
+            fig.savefig(tmp)
         plt.close(fig)
-        atomic.replace(tmp, path)
         written.append(path)
     return written
 

@@ -234,18 +234,16 @@ PARSERS = {"plugin": parse_plugin, "engines": parse_engines, "selfcheck": parse_
 def check_provenance(check: Check, options: Options) -> list[ItemResult]:
     """Each planned ONNX variant's recorded source sha256 equals the checkpoint's: the folder was
     exported from this checkpoint, not from an older one."""
-    import onnx
-
-    from runtime.contract import GraphMeta, sha256_file
+    from runtime.contract import sha256_file
     from runtime.errors import ContractError
+    from runtime.onnx_meta import read_graph_meta
 
     want = sha256_file(options.checkpoint)
     items = []
     for spec in check.items:
         path = options.artifacts / spec.name
         try:
-            model = onnx.load(str(path), load_external_data=False)
-            meta = GraphMeta.from_props({p.key: p.value for p in model.metadata_props}, where=str(path))
+            meta = read_graph_meta(path)   # metadata only; ContractError for a missing or foreign file
         except ContractError as exc:
             items.append(ItemResult(spec.name, FAIL, str(exc)))
             continue

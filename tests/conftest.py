@@ -55,3 +55,19 @@ def silent_server():
     for c in conns:
         c.close()
     server.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_rtx_engines(tmp_path_factory):
+    """A folder of tiny standard-flavour FP32 engines built by TensorRT-RTX's CPU builder, once per session.
+    READ-ONLY: tests that change files copy it first."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt_rtx") is None:
+        pytest.skip("TensorRT-RTX (pip install tensorrt-rtx-cu12) builds the engines these tests load")
+    from engines.build import main
+    from tests.tiny_graphs import write_tiny_folder
+
+    folder = write_tiny_folder(tmp_path_factory.mktemp("rtx_engines") / "tiny", plugin=False)
+    assert main([str(folder), "--product", "tensorrt_rtx", "--json"]) == 0
+    return folder

@@ -9,7 +9,6 @@ even when the sha256 they carry matches the file they point at.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 
@@ -22,21 +21,9 @@ from runtime.errors import ContractError
 PLUGIN = "libsiamrpn_xcorr_plugin.so"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    if importlib.util.find_spec("tensorrt_rtx") is None:
-        pytest.skip("TensorRT-RTX (pip install tensorrt-rtx-cu12) builds the engines these tests load")
-    from engines.build import main
-    from tests.tiny_graphs import write_tiny_folder
-
-    folder = write_tiny_folder(tmp_path_factory.mktemp("plugin_src") / "tiny", plugin=False)
-    assert main([str(folder), "--product", "tensorrt_rtx", "--json"]) == 0
-    return folder
-
-
 @pytest.fixture()
-def folder(built, tmp_path):
-    return shutil.copytree(built, tmp_path / "engines")
+def folder(tiny_rtx_engines, tmp_path):
+    return shutil.copytree(tiny_rtx_engines, tmp_path / "engines")
 
 
 @pytest.fixture()
@@ -172,6 +159,6 @@ def test_no_other_file_a_sidecar_names_may_carry_a_path(folder, field, value):
         read_sidecar(folder / "search.fp32.standard.engine")
 
 
-def test_engine_build_writes_file_names_only(built):
-    raw = json.loads(sidecar_path(built / "search.fp32.standard.engine").read_text())
+def test_engine_build_writes_file_names_only(tiny_rtx_engines):
+    raw = json.loads(sidecar_path(tiny_rtx_engines / "search.fp32.standard.engine").read_text())
     assert raw["onnx_file"] == "search.fp32.standard.onnx" and raw["plugin_library"] is None

@@ -4,7 +4,6 @@ engine as stale, with that reason, so `siamtrack engines --dry-run` offers the r
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 
@@ -104,23 +103,12 @@ def test_a_sidecar_that_is_a_folder_is_a_contract_error(tmp_path):
 
 # ---- the build plan offers the rebuild ----
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    if importlib.util.find_spec("tensorrt_rtx") is None:
-        pytest.skip("TensorRT-RTX (pip install tensorrt-rtx-cu12) builds the engines these tests plan over")
-    from engines.build import main
-    from tests.tiny_graphs import write_tiny_folder
-
-    folder = write_tiny_folder(tmp_path_factory.mktemp("schema") / "tiny", plugin=False)
-    assert main([str(folder), "--product", "tensorrt_rtx", "--json"]) == 0
-    return folder
-
 
 @pytest.mark.parametrize("case", ["null", "non-UTF-8", "runs_on a string", "deep nesting"])
-def test_engines_dry_run_offers_the_rebuild_of_an_engine_with_a_malformed_sidecar(built, tmp_path, capsys, case):
+def test_engines_dry_run_offers_the_rebuild_of_an_engine_with_a_malformed_sidecar(tiny_rtx_engines, tmp_path, capsys, case):
     from engines.build import main
 
-    folder = shutil.copytree(built, tmp_path / "copy")
+    folder = shutil.copytree(tiny_rtx_engines, tmp_path / "copy")
     sidecar_path(folder / "search.fp32.standard.engine").write_bytes(MALFORMED[case])
     capsys.readouterr()
     assert main([str(folder), "--product", "tensorrt_rtx", "--dry-run", "--json"]) == 0
@@ -130,10 +118,10 @@ def test_engines_dry_run_offers_the_rebuild_of_an_engine_with_a_malformed_sideca
     assert template["action"] == "fresh"
 
 
-def test_selfcheck_reports_a_malformed_sidecar_on_its_row(built, tmp_path, capsys):
+def test_selfcheck_reports_a_malformed_sidecar_on_its_row(tiny_rtx_engines, tmp_path, capsys):
     from engines.selfcheck import main
 
-    folder = shutil.copytree(built, tmp_path / "copy")
+    folder = shutil.copytree(tiny_rtx_engines, tmp_path / "copy")
     sidecar_path(folder / "search.fp32.standard.engine").write_bytes(b"null")
     main([str(folder)])
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("search.fp32.standard.engine"))

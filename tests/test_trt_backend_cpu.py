@@ -6,7 +6,6 @@ The engines are real TensorRT-RTX AOT builds of the tiny graphs (tests/test_engi
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -21,32 +20,20 @@ from runtime.gpu import gpu_status
 no_gpu = pytest.mark.skipif(gpu_status()[0], reason="checks the no-GPU path; this machine has a GPU")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    if importlib.util.find_spec("tensorrt_rtx") is None:
-        pytest.skip("TensorRT-RTX (pip install tensorrt-rtx-cu12) builds the engines these tests load")
-    from engines.build import main
-    from tests.tiny_graphs import write_tiny_folder
-
-    folder = write_tiny_folder(tmp_path_factory.mktemp("trt_cpu") / "tiny", plugin=False)
-    assert main([str(folder), "--product", "tensorrt_rtx", "--json"]) == 0
-    return folder
-
-
 @pytest.fixture()
-def folder(built, tmp_path):
-    return shutil.copytree(built, tmp_path / "copy")
+def folder(tiny_rtx_engines, tmp_path):
+    return shutil.copytree(tiny_rtx_engines, tmp_path / "copy")
 
 
 @no_gpu
-def test_no_gpu_is_refused_before_tensorrt_is_even_imported(built):
+def test_no_gpu_is_refused_before_tensorrt_is_even_imported(tiny_rtx_engines):
     """Run in a fresh interpreter so sys.modules shows whether TensorRT was imported at all."""
     code = textwrap.dedent(f"""
         import sys
         from runtime.backends.trt import TrtBackend
         from runtime.errors import BackendUnavailable
         try:
-            TrtBackend.from_dir({str(built)!r})
+            TrtBackend.from_dir({str(tiny_rtx_engines)!r})
         except BackendUnavailable as exc:
             print("refused:", exc)
         print("imported:", sorted(m for m in ("tensorrt", "tensorrt_rtx", "tensorrt_lean") if m in sys.modules))
@@ -64,11 +51,11 @@ def _root():
 
 
 @no_gpu
-def test_run_engine_without_gpu_is_refused(built):
+def test_run_engine_without_gpu_is_refused(tiny_rtx_engines):
     from runtime.backends.trt import run_engine
 
     with pytest.raises(BackendUnavailable, match="needs an NVIDIA GPU"):
-        run_engine(built / "template.fp32.standard.engine", {})
+        run_engine(tiny_rtx_engines / "template.fp32.standard.engine", {})
 
 
 def test_missing_engines_name_the_build_command(tmp_path):
@@ -127,10 +114,10 @@ def test_cuda_errors_name_the_failing_call():
 
 
 @no_gpu
-def test_selfcheck_reports_every_engine_skipped_with_the_reason(built, capsys):
+def test_selfcheck_reports_every_engine_skipped_with_the_reason(tiny_rtx_engines, capsys):
     from engines.selfcheck import main
 
-    assert main([str(built)]) == 0
+    assert main([str(tiny_rtx_engines)]) == 0
     out = capsys.readouterr().out
     for name in ("template.fp32.standard.engine", "search.fp32.standard.engine"):
         line = next(l for l in out.splitlines() if l.startswith(name))

@@ -18,7 +18,6 @@ import argparse
 import itertools
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -114,11 +113,7 @@ def format_table(rows: list[dict]) -> str:
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    atomic.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
