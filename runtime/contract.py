@@ -82,6 +82,12 @@ class TrackerConfig:
     stride: int = 8
     ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
     scales: tuple[float, ...] = (8.0,)
+    # pysot's long-term tracker (TRACK.TYPE SiamRPNLTTracker): below confidence_low it searches a
+    # lost_instance_size crop; above confidence_high it is back to normal. Ignored when not long_term.
+    long_term: bool = False
+    lost_instance_size: int = 831
+    confidence_low: float = 0.85
+    confidence_high: float = 0.998
 
     @property
     def anchor_num(self) -> int:
@@ -91,6 +97,11 @@ class TrackerConfig:
     def score_size(self) -> int:
         """Side of the response map: (X - E) // stride + 1 + base_size (25 for r50, 21 for alexnet)."""
         return (self.instance_size - self.exemplar_size) // self.stride + 1 + self.base_size
+
+    @property
+    def lost_score_size(self) -> int:
+        """Side of the long-term tracker's lost-state response map: 97 for r50 with 831."""
+        return (self.lost_instance_size - self.exemplar_size) // self.stride + 1 + self.base_size
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -119,6 +130,10 @@ class ModelSpec:
     levels: tuple[str, ...]
     kernel_channels: int
     kernel_size: int
+    # The long-term tracker's large search crop (pysot TRACK.LOST_INSTANCE_SIZE) and its score map;
+    # 0 when the export has no large search graph (a short-term model).
+    lost_instance_size: int = 0
+    lost_score_size: int = 0
 
     @property
     def kernel_names(self) -> tuple[str, ...]:
@@ -127,17 +142,34 @@ class ModelSpec:
     def template_shape(self, n: int = 1) -> tuple[int, int, int, int]:
         return (n, 3, self.exemplar_size, self.exemplar_size)
 
-    def search_shape(self, n: int = 1) -> tuple[int, int, int, int]:
-        return (n, 3, self.instance_size, self.instance_size)
+    @property
+    def search_sizes(self) -> tuple[int, ...]:
+        """Search crop sides this export runs: the instance size, then the lost size if it has one."""
+        return (self.instance_size, self.lost_instance_size) if self.lost_instance_size else (self.instance_size,)
+
+    def _score(self, size: int | None) -> int:
+        if size is None or size == self.instance_size:
+            return self.score_size
+        if self.lost_instance_size and size == self.lost_instance_size:
+            return self.lost_score_size
+        raise ValueError(f"search size {size} is not one of this export's {self.search_sizes}")
+
+    def search_shape(self, n: int = 1, size: int | None = None) -> tuple[int, int, int, int]:
+        """(N, 3, X, X); ``size`` picks the lost (long-term) crop side, default the instance size."""
+        self._score(size)
+        side = self.instance_size if size is None else size
+        return (n, 3, side, side)
 
     def kernel_shape(self, n: int = 1) -> tuple[int, int, int, int]:
         return (n, self.kernel_channels, self.kernel_size, self.kernel_size)
 
-    def cls_shape(self, n: int = 1) -> tuple[int, int, int, int]:
-        return (n, 2 * self.anchor_num, self.score_size, self.score_size)
+    def cls_shape(self, n: int = 1, size: int | None = None) -> tuple[int, int, int, int]:
+        s = self._score(size)
+        return (n, 2 * self.anchor_num, s, s)
 
-    def loc_shape(self, n: int = 1) -> tuple[int, int, int, int]:
-        return (n, 4 * self.anchor_num, self.score_size, self.score_size)
+    def loc_shape(self, n: int = 1, size: int | None = None) -> tuple[int, int, int, int]:
+        s = self._score(size)
+        return (n, 4 * self.anchor_num, s, s)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

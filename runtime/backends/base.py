@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from runtime.contract import ModelSpec, TrackerConfig
-from runtime.errors import InputError
+from runtime.errors import ContractError, InputError
 
 
 class Kernels:
@@ -56,9 +56,19 @@ class Backend(ABC):
     def run_search(self, crops: np.ndarray, kernels: Kernels) -> tuple[np.ndarray, np.ndarray]:
         """crops: (N, 3, X, X) float32 BGR 0..255 -> (cls (N, 2A, S, S), loc (N, 4A, S, S)) float32.
 
-        The returned arrays belong to the caller (a backend that reuses output buffers copies them).
+        X is ``spec.instance_size``, or ``spec.lost_instance_size`` (the long-term tracker's large crop,
+        S = ``spec.lost_score_size``) when the export has a large search graph. The returned arrays
+        belong to the caller (a backend that reuses output buffers copies them).
         """
-        n = self._check_batch(crops, self.spec.search_shape, "search crops")
+        side = crops.shape[-1] if isinstance(crops, np.ndarray) and crops.ndim == 4 else None
+        if side is not None and side > self.spec.instance_size and not self.spec.lost_instance_size:
+            # a larger crop than the model's is the long-term tracker asking for its lost-state search
+            raise ContractError(
+                f"{self.name}: search crops of {side} px need the long-term (lost) search graph, which "
+                f"this export does not have (it runs {self.spec.search_sizes}); re-export the checkpoint "
+                "with `siamtrack export ... --lost-search` (automatic for a long-term config)")
+        size = side if side in self.spec.search_sizes else None
+        n = self._check_batch(crops, lambda k: self.spec.search_shape(k, size), "search crops")
         if kernels.n != n:
             raise InputError(f"search crops hold {n} targets but the kernels were made for {kernels.n}; "
                              "run the template for the same targets first")
