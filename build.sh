@@ -22,6 +22,9 @@
 #   --calib-sequences DIR  generated calibration sequences (default artifacts/calibration-sequences)
 #   --calib-count N  how many to generate (default 6; 40 frames each, --calib-frames)
 #   --rtx            also build TensorRT-RTX engines (AOT; works without a GPU)
+#   --lost-search    also export the long-term tracker's large search graph (search_lost.*, the 831 crop)
+#                    for a short-term config, so `--tracker long-term` can run on it; a long-term config
+#                    (TRACK.TYPE SiamRPNLTTracker) always gets it. Its FP16/INT8 variants and engines follow.
 #   --no-eval        skip the closing tracking run
 #   --verify         end with `python -m engines.verify`: on a GPU machine, the
 #                    engines, plugin and trtexec checked end to end, report in DIR/verify; without a
@@ -44,7 +47,7 @@ value() {  # value OPTION "$@": the option's argument, or a clear error when it 
 }
 
 CONFIG=""; CHECKPOINT=""; SEED=""; OUT=""; PRECISIONS="fp32,fp16,int8"; FLAVOURS="plugin,standard"
-MAX_BATCH=4; RTX=0; EVAL=1; VERIFY=0; FORCE=0
+MAX_BATCH=4; RTX=0; EVAL=1; VERIFY=0; FORCE=0; LOST_SEARCH=0
 CALIB_SEQ=artifacts/calibration-sequences; CALIB_COUNT=6; CALIB_FRAMES=40
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -59,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     --calib-count) CALIB_COUNT=$(value "$@"); shift 2 ;;
     --calib-frames) CALIB_FRAMES=$(value "$@"); shift 2 ;;
     --rtx) RTX=1; shift ;;
+    --lost-search) LOST_SEARCH=1; shift ;;
     --no-eval) EVAL=0; shift ;;
     --verify) VERIFY=1; shift ;;
     --force) FORCE=1; shift ;;
@@ -136,16 +140,28 @@ VARIANT_FLAVOURS=(); for f in ${FLAVOURS//,/ }; do VARIANT_FLAVOURS+=(--flavour 
 EVAL_FLAVOUR=standard; has "$FLAVOURS" standard || EVAL_FLAVOUR=plugin
 
 step "1/7 export: $CONFIG -> $OUT (template + search, flavours: both)"
-if [[ -n "$SEED" ]]; then
-  "$PY" -m export.to_onnx --config "$CONFIG" --random-seed "$SEED" --out "$OUT" --flavour both "${STALE[@]}"
+# The long-term search graph (search_lost.*): exported for a long-term config or with --lost-search;
+# steps 2, 3, 5 and 6 then make its FP16/INT8 variants, engines and checks like the pair's.
+LOST_ARGS=(); [[ $LOST_SEARCH == 1 ]] && LOST_ARGS=(--lost-search)
+# (a config that does not load reads as short-term here; the export below then says what is wrong with it)
+long_term=$("$PY" -c 'import sys; from export.config import resolve_config; print(int(resolve_config(sys.argv[1]).tracker.long_term))' "$CONFIG" 2>/dev/null || echo 0)
+if [[ "$long_term" == 1 ]]; then
+  echo "long-term config: the large search graph (search_lost.*) is exported with the pair"
+elif [[ $LOST_SEARCH == 1 ]]; then
+  echo "--lost-search: the large search graph (search_lost.*) is exported with the pair"
 else
-  "$PY" -m export.to_onnx --config "$CONFIG" --checkpoint "$CHECKPOINT" --out "$OUT" --flavour both "${STALE[@]}"
+  echo "long-term search graph: skipped ($CONFIG is a short-term config); add it with --lost-search to track with --tracker long-term"
+fi
+if [[ -n "$SEED" ]]; then
+  "$PY" -m export.to_onnx --config "$CONFIG" --random-seed "$SEED" --out "$OUT" --flavour both "${LOST_ARGS[@]}" "${STALE[@]}"
+else
+  "$PY" -m export.to_onnx --config "$CONFIG" --checkpoint "$CHECKPOINT" --out "$OUT" --flavour both "${LOST_ARGS[@]}" "${STALE[@]}"
 fi
 
 step "2/7 FP16 variants"
 if has "$PRECISIONS" fp16; then "$PY" -m export.fp16 "$OUT" "${VARIANT_FLAVOURS[@]}" "${STALE[@]}"; else echo "skipped: fp16 not in --precisions"; fi
 
-step "3/7 INT8: calibration on generated TRAIN-split sequences, then Q/DQ"
+step "3/7 INT8: calibration on generated TRAIN-split sequences, then Q/DQ (TensorRT's and ONNX Runtime's placement)"
 if has "$PRECISIONS" int8; then
   # The sequence set may be shared by builds into other folders: one writer/reader at a time.
   mkdir -p "$(dirname "$CALIB_SEQ")"
@@ -158,6 +174,9 @@ if has "$PRECISIONS" int8; then
       --overwrite "${STALE[@]}"
   exec 8>&-
   "$PY" -m calibration.quantize "$OUT" --calib "$OUT/calib" "${VARIANT_FLAVOURS[@]}" "${STALE[@]}"
+  # *.int8.cpu.onnx: the same calibration set, Q/DQ placed for ONNX Runtime's CPU integer kernels (the
+  # graphs above are placed for TensorRT and run slower than FP32 on ORT); a few seconds for lite0.
+  "$PY" -m calibration.cpu_int8 "$OUT" --calib "$OUT/calib" "${STALE[@]}"
 else
   echo "skipped: int8 not in --precisions"
 fi
@@ -209,6 +228,7 @@ step "7/7 tracking 5 held-out generated sequences: success AUC and FPS per preci
 if [[ $EVAL == 1 ]]; then
   RUNS=()
   for p in ${PRECISIONS//,/ }; do RUNS+=(--run "onnxruntime:$OUT,precision=$p,flavour=$EVAL_FLAVOUR,label=ort-$p"); done
+  has "$PRECISIONS" int8 && RUNS+=(--run "onnxruntime:$OUT,precision=int8,flavour=cpu,label=ort-int8-cpu")
   [[ $FORCE == 1 ]] && rm -rf "$OUT/eval/results"
   "$PY" -m bench.accuracy "${RUNS[@]}" --synth 5 --out "$OUT/eval" --threads 2
   "$PY" - "$OUT/eval/summary.json" <<'EOF'

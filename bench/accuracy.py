@@ -17,6 +17,7 @@ is not run again (resume after an interrupt); a re-exported or re-quantized mode
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -27,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import failure_modes, metrics
+from bench import failure_modes, lt_metrics, metrics
 from bench.runs import Run, parse_runs
 from bench.sequences import FORMATS, LAYOUTS, Sequence, SequenceProblem, is_plain_name, read_dataset
 from runtime import atomic
-from runtime.cli_args import positive_int
+from runtime.cli_args import TRACKER_HELP, positive_int
 from runtime.errors import InputError, SiamTrackError
 from runtime.protocol import box_to_vot_polygon, one_pass_init_box, vot_init_box
+from runtime.tracker_choice import TRACKER_CHOICES
 
 PROTOCOLS = ("ope", "vot")
 
@@ -172,11 +174,11 @@ def _worker_init(threads: int) -> None:
 
 
 def _tracker_for(run: Run):
-    from runtime.tracker import SiamRPNTracker
+    from runtime.tracker_choice import open_tracker
 
     if run not in _OPEN:
         _OPEN[run] = run.open(threads=_THREADS[0])
-    return SiamRPNTracker(_OPEN[run])
+    return open_tracker(_OPEN[run], run.tracker)   # long-term without the large graph: one clear error
 
 
 def run_task(task: Task) -> TaskOutcome:
@@ -263,6 +265,7 @@ def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: 
     per_seq, problems, ope, got_ious, vot_overlaps, vot_failures = {}, [], [], [], [], []
     modes: dict[str, failure_modes.FailureModes] = {}
     eao_runs: list[metrics.VotTrajectory] = []
+    lt_sequences: dict[str, lt_metrics.SequenceLT] = {}
     seconds = frames = 0.0
     for seq in sequences:
         try:
@@ -291,6 +294,9 @@ def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: 
             modes[seq.name] = failure_modes.failure_modes(seq.gt_xywh, records, frame_scores,
                                                           metrics.pysot_absent(seq.dataset, seq.absent))
             entry.update(modes[seq.name].to_dict())
+            if frame_scores is not None:
+                lt_sequences[seq.name] = lt_metrics.sequence_lt(seq.gt_xywh, records, frame_scores, seq.absent,
+                                                                _image_wh(seq))
             if seq.dataset == "got10k":
                 cover = seq.attributes.get("cover")
                 visible = cover > 0 if cover is not None else ~seq.absent
@@ -317,10 +323,28 @@ def _evaluate_run(run: Run, sequences: list[Sequence], out_dir: Path, protocol: 
         mode_stats = failure_modes.summarize(modes)             # mean over sequences, and its standard error
         result["overall"].update({k: v["mean"] for k, v in mode_stats.items()})
         result["failure_modes_se"] = {k: v["se"] for k, v in mode_stats.items()}
+        if lt_sequences and any(np.any(seq.absent[1:]) for seq in sequences if seq.name in lt_sequences):
+            _add_long_term(result, lt_sequences)
     else:
         result["overall"] = {}
     result["overall"]["sequences_scored"] = len(per_seq) - sum("note" in v for v in per_seq.values())
     return result
+
+
+def _add_long_term(result: dict, lt_sequences: dict[str, lt_metrics.SequenceLT]) -> None:
+    """VOT-LT precision / recall / F-score (``bench.lt_metrics``) and re-detection delay: overall (F with
+    its jackknife standard error over sequences) and per sequence (at the dataset's best threshold)."""
+    scores = lt_metrics.longterm_scores(list(lt_sequences.values()))
+    overall = lt_metrics.summary(scores, list(lt_sequences.values()))
+    threshold = overall["lt_threshold"]
+    overall["lt_threshold"] = threshold if np.isfinite(threshold) else str(threshold)   # JSON has no inf
+    result["overall"].update(overall)
+    for (name, seq_lt), values in zip(lt_sequences.items(), scores.sequence_values()):
+        delays = seq_lt.redetect_delays
+        result["sequences"][name].update(values, reappearances=seq_lt.reappearances, redetected=len(delays),
+                                          redetect_delay_mean=float(np.mean(delays)) if delays else None)
+    result["lt_se"] = {k: lt_metrics.sequence_se(scores, k) for k in ("lt_precision", "lt_recall")}
+    result["lt_se"]["lt_fscore"] = overall["lt_fscore_se"]
 
 
 def _require_results(runs: list[Run], sequences: list[Sequence], out_dir: Path) -> None:
@@ -359,9 +383,18 @@ examples:
   siamtrack accuracy --format otb --dataset /data/OTB100 --out artifacts/acc-otb --run torch:r50_otb --evaluate-only
   # a self-contained demo: 3 generated sequences, random weights
   siamtrack accuracy --synth 3 --synth-frames 20 --run torch:alex --out artifacts/acc-demo
+  # short-term vs long-term tracker on generated long-term sequences (the target leaves and comes back)
+  siamtrack accuracy --synth 20 --synth-long-term --synth-frames 150 --out artifacts/acc-lt \
+      --run torch:models/lite0/config.yaml,checkpoint=models/lite0/model.pth,tracker=short-term \
+      --run torch:models/lite0/config.yaml,checkpoint=models/lite0/model.pth,tracker=long-term
 
---run is BACKEND:MODEL[,precision=..][,flavour=..][,checkpoint=..][,seed=..][,label=..]; torch without a
-checkpoint uses seeded random weights (the scores then test the pipeline, not the tracker).
+--run is BACKEND:MODEL[,precision=..][,flavour=..][,checkpoint=..][,seed=..][,tracker=..][,label=..]; torch
+without a checkpoint uses seeded random weights (the scores then test the pipeline, not the tracker).
+Long-term measures: when the sequences have frames where the target is absent, the table adds the VOT
+long-term challenge's tracking precision, recall and F-score (LT-Pr, LT-Re, LT-F: the best F over
+confidence thresholds on the tracker's per-frame score; bench.lt_metrics) and the re-detection delay
+(frames from the target's reappearance until the box has IoU > 0.5 with it again); per sequence and with
+standard errors in summary.json.
 Scores follow pysot's toolkit for every format: absent flags count for LaSOT only; normalised precision is
 pysot's value at 0.20. GOT-10k AO/SR pool all frames, as its toolkit does; VOT gives EAO (pysot's
 eao_benchmark; VOT2016/2017/2019 ranges when the dataset folder is named so, else VOT2018), accuracy, robustness.
@@ -373,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="siamtrack accuracy", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", action="append", required=True, help="a backend/model to evaluate (repeatable)")
+    p.add_argument("--tracker", default="auto", choices=TRACKER_CHOICES,
+                   help="the tracker of runs that do not say tracker=... . " + TRACKER_HELP)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="dataset root on disk (see layouts below)")
     src.add_argument("--synth", type=int, metavar="N", help="generate N synthetic test sequences instead")
@@ -385,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads per worker (pysot tests with 1)")
     p.add_argument("--synth-frames", type=int, default=60, help="frames per generated sequence (default 60)")
     p.add_argument("--synth-size", default="320x240", help="WxH of generated frames")
+    p.add_argument("--synth-long-term", action="store_true",
+                   help="generated sequences where the target leaves the view or is fully occluded for a "
+                        "while and reappears elsewhere (bench.synth long-term events; use >= 100 frames)")
     p.add_argument("--evaluate-only", action="store_true", help="score existing result files, track nothing")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (table and JSON only)")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout instead of the table")
@@ -399,8 +437,8 @@ def _load_sequences(args, out_dir: Path) -> tuple[list[Sequence], list[SequenceP
             w, h = (int(v) for v in args.synth_size.lower().split("x"))
         except ValueError:
             raise InputError(f"--synth-size {args.synth_size!r}: expected WxH, e.g. 320x240") from None
-        cfg = SynthConfig(width=w, height=h, frames=args.synth_frames)
-        data = out_dir / "data"
+        cfg = SynthConfig(width=w, height=h, frames=args.synth_frames, long_term=args.synth_long_term)
+        data = out_dir / ("data-long-term" if args.synth_long_term else "data")
         for seed in range(TEST_SEEDS.start, TEST_SEEDS.start + args.synth):
             folder = data / f"synth-{seed:07d}"
             if not (folder / "groundtruth.txt").is_file():
@@ -413,7 +451,7 @@ def _load_sequences(args, out_dir: Path) -> tuple[list[Sequence], list[SequenceP
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    runs = parse_runs(args.run)
+    runs = [dataclasses.replace(r, tracker=args.tracker) if r.tracker == "auto" else r for r in parse_runs(args.run)]
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = args.protocol or ("vot" if args.format == "vot" and args.synth is None else "ope")

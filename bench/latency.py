@@ -8,7 +8,11 @@ another's numbers. The child tracks real-image frames (``bench.synth``, or ``--v
 1. template: ``warmup`` untimed then ``template_iters`` timed ``init`` calls (stages crop, preprocess,
    template);
 2. track: ``warmup`` untimed then ``iterations`` timed ``track`` calls (stages crop, preprocess, search,
-   postprocess, and ``track_e2e`` = the whole call; also its process CPU time).
+   postprocess, and ``track_e2e`` = the whole call; also its process CPU time);
+3. search_lost (a model folder with the long-term search graph, or a long-term config):
+   ``warmup`` untimed then ``template_iters`` timed ``backend.run_search`` calls on a lost-size crop of
+   the first frame (the network alone, like the ``search`` stage; the tracker is not involved, so the
+   row exists for a short-term tracker too).
 
 Reported per stage: median, p90, p99 (ms) and mean; FPS = 1000 / median ``track_e2e``; peak RSS of the
 child process (``peak_rss_mib``: VmHWM on Linux).
@@ -31,7 +35,7 @@ from bench.runs import Run, parse_runs
 from runtime.cli_args import positive_int
 from runtime.errors import InputError
 
-STAGES = ("crop", "preprocess", "template", "search", "postprocess", "track_e2e")
+STAGES = ("crop", "preprocess", "template", "search", "postprocess", "track_e2e", "search_lost")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -138,16 +142,21 @@ def measure(run: Run, params: dict) -> dict:
         tracker.init(frames[0], box)
     init_wall = {k: list(v) for k, v in timer.samples.items()}
     init_cpu = {k: list(v) for k, v in timer.cpu_samples.items()}
-    e2e, e2e_cpu = [], []
+    e2e, e2e_cpu, host, host_cpu = [], [], [], []
     for i in range(params["warmup"] + params["iterations"]):
         if i == params["warmup"]:
             timer.reset()
         frame = frames[1 + i % (len(frames) - 1)] if len(frames) > 1 else frames[0]
+        n_search = len(timer.samples.get("search", ()))
         w0, c0 = time.perf_counter(), time.process_time()
         tracker.track(frame)
         if i >= params["warmup"]:
             e2e.append(time.perf_counter() - w0)
             e2e_cpu.append(time.process_time() - c0)
+            # host = everything in track() but the backend's search call(s): crops, blob, decoding,
+            # state, the tracker's own Python; per frame, so one median covers all of it
+            host.append(e2e[-1] - sum(timer.samples.get("search", [])[n_search:]))
+            host_cpu.append(e2e_cpu[-1] - sum(timer.cpu_samples.get("search", [])[n_search:]))
 
     def stats(wall, cpu):
         out = stage_stats(wall)
@@ -159,19 +168,55 @@ def measure(run: Run, params: dict) -> dict:
               for stage in ("crop", "preprocess", "search", "postprocess")}
     stages["template"] = stats(init_wall.get("template", []), init_cpu.get("template", []))
     stages["track_e2e"] = stats(e2e, e2e_cpu)
+    stages["host"] = stats(host, host_cpu)
     stages["init_crop"] = stats(init_wall.get("crop", []), init_cpu.get("crop", []))
     stages["init_preprocess"] = stats(init_wall.get("preprocess", []), init_cpu.get("preprocess", []))
+    if _times_lost_search(backend):
+        stages["search_lost"] = stats(*_time_lost_search(backend, frames[0], params))
     backend.close()
     peak = peak_rss_mib()
     h, w = frames[0].shape[:2]
     return {"run": run.to_dict(), "stages": stages, "open_seconds": open_s,
             "fps": 1000.0 / stages["track_e2e"]["median_ms"] if stages["track_e2e"].get("median_ms") else None,
             "peak_rss_mib": peak, "rss_before_open_mib": rss_start,
-            "frame_wh": [w, h], "backend_name": getattr(backend, "name", run.backend)}
+            "frame_wh": [w, h], "backend_name": getattr(backend, "name", run.backend),
+            "int8_kernels": getattr(backend, "int8_kernels", None)}   # ORT INT8 graphs: which kernel path ran
 
 
-def measure_in_subprocess(run: Run, params: dict, threads: int | None, timeout: float) -> dict:
-    """Run ``measure`` in a fresh interpreter; returns its dict, or {"run", "error"} on failure."""
+def _times_lost_search(backend) -> bool:
+    """Time the large search when the run has it on purpose: a folder with search_lost graphs/engines
+    (``lost_path``), or a long-term config. The PyTorch model runs any crop, so it would otherwise pay
+    the 831 search (seconds for r50) in every short-term latency run."""
+    return bool(backend.spec.lost_instance_size
+                and (getattr(backend, "lost_path", None) or backend.tracker_config.long_term))
+
+
+def _time_lost_search(backend, frame: np.ndarray, params: dict) -> tuple[list[float], list[float]]:
+    """(wall, CPU) seconds of ``template_iters`` backend searches on a lost-size crop of ``frame``
+    (the whole frame resized: image content, as the tracker's large crop would hold)."""
+    import cv2
+
+    spec = backend.spec
+    side_e, side_l = spec.exemplar_size, spec.lost_instance_size
+    z = cv2.resize(frame, (side_e, side_e)).transpose(2, 0, 1)[None].astype(np.float32)   # (1, 3, E, E)
+    x = cv2.resize(frame, (side_l, side_l)).transpose(2, 0, 1)[None].astype(np.float32)   # (1, 3, L, L)
+    kernels = backend.run_template(np.ascontiguousarray(z))
+    x = np.ascontiguousarray(x)
+    wall, cpu = [], []
+    for i in range(params["warmup"] + params["template_iters"]):
+        w0, c0 = time.perf_counter(), time.process_time()
+        backend.run_search(x, kernels)
+        if i >= params["warmup"]:
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+    return wall, cpu
+
+
+def measure_in_subprocess(run: Run, params: dict, threads: int | None, timeout: float,
+                          prefix: tuple[str, ...] = (), env_extra: dict | None = None) -> dict:
+    """Run ``measure`` in a fresh interpreter; returns its dict, or {"run", "error"} on failure.
+    prefix: command words before the interpreter (e.g. ``("taskset", "-c", "0")``); env_extra: more
+    environment variables for the child."""
     with tempfile.TemporaryDirectory(prefix="siamtrack-latency-") as tmp:
         out = Path(tmp) / "result.json"
         env = dict(os.environ)
@@ -179,7 +224,8 @@ def measure_in_subprocess(run: Run, params: dict, threads: int | None, timeout: 
         if threads:
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
                 env[var] = str(threads)
-        cmd = [sys.executable, "-m", "bench.latency", "--child", json.dumps(
+        env.update(env_extra or {})
+        cmd = [*prefix, sys.executable, "-m", "bench.latency", "--child", json.dumps(
             {"run": run.to_dict(), "params": params, "out": str(out)})]
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -229,7 +275,9 @@ examples:
   siamtrack latency --run tensorrt:artifacts/r50,precision=fp16 --video clip.mp4 --box 120,80,60,40
 
 Every run is measured in its own fresh process (so peak memory is per backend). Stages: crop,
-preprocess, template (init), search, postprocess, track_e2e (one whole track() call).
+preprocess, template (init), search, postprocess, track_e2e (one whole track() call), and search_lost
+(the long-term tracker's 831 search, network only) when the model folder has search_lost.* graphs or
+engines (export with --lost-search, or a long-term config), or a PyTorch run's config is long-term.
 """
 
 

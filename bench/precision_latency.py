@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.cli_args import positive_int
+
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -29,10 +31,15 @@ def _inputs(spec, batch: int, seed: int):
 
 
 def measure(model_dir: str | Path, flavour: str = "plugin", repeats: int = 20, warmup: int = 3,
-            batch: int = 1, threads: int | None = None, progress: bool = False) -> dict:
-    """Time every precision present in ``model_dir``; returns the JSON-ready result."""
+            batch: int = 1, threads: int | None = None, progress: bool = False,
+            allow_spinning: bool = False) -> dict:
+    """Time every precision present in ``model_dir``; returns the JSON-ready result. allow_spinning:
+    let the sessions' idle pool threads spin (ONNX Runtime's default; the backend turns it off)."""
+    import os
+
     from tqdm import tqdm
 
+    from runtime.backends import onnxrt
     from runtime.backends.onnxrt import OrtBackend
     from runtime.contract import artifact_name
     from runtime.errors import InputError
@@ -41,7 +48,11 @@ def measure(model_dir: str | Path, flavour: str = "plugin", repeats: int = 20, w
     present = [p for p in PRECISIONS if (model_dir / artifact_name("search", p, flavour, "onnx")).is_file()]
     if "fp32" not in present:
         raise InputError(f"{model_dir}: no search.fp32.{flavour}.onnx; export the model first")
-    backends = {p: OrtBackend.from_dir(model_dir, precision=p, flavour=flavour, threads=threads) for p in present}
+    onnxrt.ALLOW_SPINNING = allow_spinning
+    try:
+        backends = {p: OrtBackend.from_dir(model_dir, precision=p, flavour=flavour, threads=threads) for p in present}
+    finally:
+        onnxrt.ALLOW_SPINNING = False
     spec = backends["fp32"].spec
     template, search = _inputs(spec, batch, seed=0)
     kernels = {p: b.run_template(template) for p, b in backends.items()}
@@ -57,7 +68,8 @@ def measure(model_dir: str | Path, flavour: str = "plugin", repeats: int = 20, w
                 times[p]["template"].append((t1 - t0) * 1e3)
                 times[p]["search"].append((t2 - t1) * 1e3)
     result = {"model_dir": str(model_dir), "flavour": flavour, "batch": batch, "repeats": repeats,
-              "threads": backends["fp32"].threads, "variant": spec.variant, "precisions": {}}
+              "threads": backends["fp32"].threads, "variant": spec.variant, "spinning": allow_spinning,
+              "load_average": list(os.getloadavg()), "precisions": {}}
     base = float(np.median(times["fp32"]["search"]))
     for p in present:
         t, s = np.array(times[p]["template"]), np.array(times[p]["search"])
@@ -70,8 +82,11 @@ def measure(model_dir: str | Path, flavour: str = "plugin", repeats: int = 20, w
 
 
 def format_table(result: dict) -> str:
+    load = result.get("load_average")
     lines = [f"{result['model_dir']} ({result['variant']}, {result['flavour']}), ONNX Runtime CPU, "
-             f"{result['threads']} thread(s), batch {result['batch']}, {result['repeats']} runs",
+             f"{result['threads']} thread(s), spinning {'on' if result.get('spinning') else 'off'}, "
+             f"batch {result['batch']}, {result['repeats']} runs"
+             + (f", load average {load[0]:.2f}" if load else ""),
              f"{'precision':10} {'template ms':>12} {'search ms':>10} {'search p90':>11} {'vs fp32':>8}"]
     for p, r in result["precisions"].items():
         lines.append(f"{p:10} {r['template_ms_median']:12.1f} {r['search_ms_median']:10.1f} "
@@ -95,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per graph (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     parser.add_argument("--batch", type=int, default=1, help="targets per call (default 1)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all usable)")
+    parser.add_argument("--threads", type=positive_int, help="ONNX Runtime intra-op threads (default: all usable)")
+    parser.add_argument("--allow-spinning", action="store_true",
+                        help="let idle ONNX Runtime pool threads spin (the library's default, off in the "
+                             "backend): shows what alternating sessions cost with it on")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     result = measure(args.model_dir, args.flavour, args.repeats, args.warmup, args.batch, args.threads,
-                     progress=not args.json)
+                     progress=not args.json, allow_spinning=args.allow_spinning)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
 

@@ -50,6 +50,8 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 _OPE_COLUMNS = [("AUC", "auc"), ("Prec@20px", "prec20"), ("NormPrec@0.20 (pysot)", "norm_prec_pysot"),
                 ("ScaleErr", "scale_error"), ("AspectErr", "aspect_error"), ("Distractor", "distractor_fraction")]
 _GOT_COLUMNS = [("AO", "ao"), ("SR0.50", "sr50"), ("SR0.75", "sr75")]
+_LT_COLUMNS = [("LT-F", "lt_fscore"), ("LT-Pr", "lt_precision"), ("LT-Re", "lt_recall"),
+               ("Redetect delay (fr)", "redetect_delay_mean")]
 _VOT_COLUMNS = [("EAO", "eao"), ("Accuracy", "accuracy"), ("Robustness (fail/100 fr)", "robustness"),
                 ("Lost", "lost")]
 
@@ -63,6 +65,8 @@ def accuracy_markdown(summary: dict) -> str:
         columns = list(_OPE_COLUMNS)
         if any("ao" in r["overall"] for r in runs.values()):
             columns += _GOT_COLUMNS
+        if any("lt_fscore" in r["overall"] for r in runs.values()):
+            columns += _LT_COLUMNS
     headers = ["run"] + [c for c, _ in columns] + ["FPS (tracker)", "seqs", "problems"]
     rows = []
     for name, r in runs.items():
@@ -86,6 +90,14 @@ def accuracy_markdown(summary: dict) -> str:
                   "area_gt)|, `AspectErr` |log(aspect_pred / aspect_gt)| (log 2 = 0.69: twice the area or "
                   "aspect); `Distractor` the fraction of frames with IoU < 0.1 while the tracker's score is at or "
                   "above the lost threshold (0.3), '-' without per-frame scores.", ""]
+        if any("lt_fscore" in r["overall"] for r in runs.values()):
+            parts += ["Long-term measures (the sequences have frames without the target; bench.lt_metrics): `LT-F` "
+                      "is the VOT long-term F-score, the best over confidence thresholds tau of 2 Pr Re / (Pr + Re), "
+                      "where Pr(tau) is the mean overlap over frames whose score >= tau and Re(tau) their overlap summed "
+                      "over the frames where the target is visible (a box on an absent frame overlaps 0); `LT-Pr` and "
+                      "`LT-Re` at that tau. `Redetect delay` = mean frames from the target's reappearance until IoU > "
+                      "0.5 again (re-detected ones; `reappearances` / `redetected` and the standard errors `lt_se` are "
+                      "in summary.json).", ""]
     problems = [(name, p["sequence"], p["error"]) for name, r in runs.items() for p in r["problems"]]
     problems += [("(dataset)", p["sequence"], p["error"]) for p in ds.get("load_problems", [])]
     problems += [(e["run"], e["sequence"], e["error"]) for e in summary.get("run_errors", [])]
@@ -158,7 +170,7 @@ def write_accuracy_report(summary: dict, out_dir: Path, plots: bool = True) -> l
 
 # ------------------------------------------------------------------ latency
 
-LATENCY_STAGES = ("crop", "preprocess", "template", "search", "postprocess", "track_e2e")
+LATENCY_STAGES = ("crop", "preprocess", "template", "search", "postprocess", "host", "track_e2e", "search_lost")
 
 
 def latency_markdown(result: dict) -> str:
@@ -188,8 +200,12 @@ def latency_markdown(result: dict) -> str:
              f"{result.get('warmup', '?')} warm-up, {env.get('threads', '?')} thread(s), {env.get('cpu', '')})", "",
              markdown_table(headers, rows), "",
              "`track_e2e` is one `tracker.track(frame)` call (crop + preprocess + search + postprocess); "
+             "`host` is that call minus its backend search, per frame (all the tracker's CPU-side work); "
              "`template` is timed over repeated `init` calls. `x first run` = median / the first run's median "
              "(< 1 is faster). `CPU ms` = median process CPU time of the stage (all threads; unaffected by other load, unlike wall time). Peak RSS is the measuring subprocess's maximum resident set (model + runtime)."]
+    kernels = [(n, r["int8_kernels"]) for n, r in runs.items() if r.get("int8_kernels")]
+    if kernels:
+        parts += [""] + [f"- {n}: {k}" for n, k in kernels]
     errors = [(n, r["error"]) for n, r in runs.items() if r.get("error")]
     if errors:
         parts += ["", "## Errors", ""] + [f"- {n}: {e}" for n, e in errors]

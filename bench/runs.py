@@ -1,8 +1,9 @@
 """What one benchmark "run" is: a backend, a model, a precision; parsed from ``--run`` and opened lazily.
 
 Syntax: ``BACKEND:MODEL[,key=value ...]`` with keys ``precision`` (fp32|fp16|int8), ``flavour``
-(plugin|standard), ``checkpoint`` (pysot model.pth, PyTorch only), ``seed`` (PyTorch random weights when
-no checkpoint; default 0) and ``label`` (the name used in tables, plots and result folders).
+(plugin|standard, or cpu for int8 on ONNX Runtime), ``checkpoint`` (pysot model.pth, PyTorch only), ``seed`` (PyTorch random weights when
+no checkpoint; default 0), ``tracker`` (auto|short-term|long-term, ``runtime.tracker_choice``; default
+auto) and ``label`` (the name used in tables, plots and result folders).
 
 Examples::
 
@@ -20,11 +21,12 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.contract import PRECISIONS, XCORR_FLAVOURS
+from runtime.contract import ARTIFACT_FLAVOURS, PRECISIONS
 from runtime.errors import InputError
+from runtime.tracker_choice import TRACKER_CHOICES
 
 RUN_BACKENDS = ("torch", "onnxruntime", "tensorrt")
-_KEYS = ("precision", "flavour", "checkpoint", "seed", "label")
+_KEYS = ("precision", "flavour", "checkpoint", "seed", "tracker", "label")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Run:
     checkpoint: str | None = None
     seed: int | None = None
     label: str | None = None
+    tracker: str = "auto"
 
     @property
     def name(self) -> str:
@@ -46,6 +49,8 @@ class Run:
         text = f"{self.backend}-{model}-{self.precision}"
         if self.backend == "torch" and not self.checkpoint:
             text += f"-random{self.seed or 0}"
+        if self.tracker != "auto":
+            text += f"-{self.tracker}"
         return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
     @property
@@ -68,7 +73,10 @@ class Run:
         import hashlib
         import json
 
-        h = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        options = asdict(self)
+        if options["tracker"] == "auto":     # as before the key existed: earlier results stay valid
+            del options["tracker"]
+        h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
         model = Path(self.model)
         if model.is_dir():
             files = sorted(p for p in model.iterdir() if p.is_file() and f".{self.precision}." in p.name)
@@ -107,8 +115,10 @@ def parse_run(text: str) -> Run:
         values[key] = value
     if values.get("precision", "fp32") not in PRECISIONS:
         raise InputError(f"--run {text!r}: precision {values['precision']!r} is not one of {', '.join(PRECISIONS)}")
-    if values.get("flavour") not in (None, *XCORR_FLAVOURS):
-        raise InputError(f"--run {text!r}: flavour {values['flavour']!r} is not one of {', '.join(XCORR_FLAVOURS)}")
+    if values.get("flavour") not in (None, *ARTIFACT_FLAVOURS):   # cpu: ONNX Runtime's INT8 placement
+        raise InputError(f"--run {text!r}: flavour {values['flavour']!r} is not one of {', '.join(ARTIFACT_FLAVOURS)}")
+    if values.get("tracker", "auto") not in TRACKER_CHOICES:
+        raise InputError(f"--run {text!r}: tracker {values['tracker']!r} is not one of {', '.join(TRACKER_CHOICES)}")
     if "seed" in values:
         try:
             values["seed"] = int(values["seed"])

@@ -14,6 +14,18 @@ A generated set (``write_set``, ``siamtrack synth``) is complete only when its m
 exists: it is removed before generation starts and written last, and ``check_set`` refuses a folder of
 generated sequences without it (an interrupted run), so a partial set is never used as a whole one.
 
+Long-term sequences (``SynthConfig.long_term``, ``siamtrack synth --long-term``): on top of the above, the
+target disappears ``absences`` times for ``absence_frames`` frames and comes back ELSEWHERE, alternating
+two kinds of event (``long_term_events``):
+- "out-of-view": the target is not in the picture (it left the field of view); its ground-truth row is
+  NaN (there is no box) and it is absent;
+- "occlusion": a static occluder, cut from another photograph and larger than the target, is placed over
+  it and stays in the scene for the rest of the sequence; the target waits under it, fully hidden (its
+  exact box is given, absent since < 10 % is visible), and moves away unseen.
+When the event ends the target reappears at a position at least a third of the frame's short side from
+where it was last seen, and not under an occluder. The events draw from their own random stream
+(seed, 1), so the schedule does not depend on the rest of the scene.
+
 Images come from scikit-image's ``data`` folder (read by path, no download) and, when installed,
 scikit-learn's two sample images.
 
@@ -70,6 +82,9 @@ class SynthConfig:
     occlusion: bool = True
     lighting: bool = True
     blur: bool = True
+    long_term: bool = False                           # absences with reappearance elsewhere (module doc)
+    absences: int = 2                                 # events per sequence (long_term only)
+    absence_frames: tuple[int, int] = (10, 20)        # event length range, frames (long_term only)
 
 
 def split_of_seed(seed: int) -> str:
@@ -221,15 +236,82 @@ def _sequence_movers(rng, cfg: SynthConfig, paths: list[Path]):
 
 @dataclass(frozen=True)
 class SynthFrame:
-    """One generated frame. frame: HxWx3 uint8 BGR. box_xywh: (4,) float64 exact target box.
-    absent: visible_fraction < ABSENT_VISIBLE_FRACTION. target_mask: HxW float32 0..1, the target's
-    coverage before occlusion. visible_fraction: share of that coverage not hidden by the occluder."""
+    """One generated frame. frame: HxWx3 uint8 BGR. box_xywh: (4,) float64 exact target box (NaN while
+    the target is out of view). absent: visible_fraction < ABSENT_VISIBLE_FRACTION. target_mask: HxW
+    float32 0..1, the target's coverage before occlusion. visible_fraction: share of that coverage not
+    hidden by occluders. event: the long-term event under way ("out-of-view", "occlusion") or ""."""
 
     frame: np.ndarray
     box_xywh: np.ndarray
     absent: bool
     target_mask: np.ndarray
     visible_fraction: float
+    event: str = ""
+
+
+OUT_OF_VIEW, OCCLUSION = "out-of-view", "occlusion"
+MIN_VISIBLE_FRAMES = 5            # the target is seen at least this long between events and at the end
+
+
+@dataclass(frozen=True)
+class LongTermEvent:
+    """Frames ``start .. stop - 1`` without the target; it reappears elsewhere on frame ``stop``."""
+
+    start: int
+    stop: int
+    kind: str
+
+
+def long_term_events(seed: int, config: SynthConfig) -> list[LongTermEvent]:
+    """The absence schedule of a long-term sequence: ``config.absences`` events, one in each equal slice
+    of the frames after a warm-up (a tenth of the sequence, at least 10 frames), kinds alternating from a
+    random first one. InputError when the sequence is too short for them."""
+    if not config.long_term:
+        return []
+    rng = np.random.default_rng([seed, 1])
+    lo, hi = config.absence_frames
+    n, k = config.frames, config.absences
+    warm = max(10, n // 10)
+    span = (n - warm - MIN_VISIBLE_FRAMES) // max(k, 1)
+    if k < 1 or lo < 1 or hi < lo or span < lo + MIN_VISIBLE_FRAMES:
+        need = warm + MIN_VISIBLE_FRAMES + k * (lo + MIN_VISIBLE_FRAMES)
+        raise InputError(f"long-term sequences of {n} frames cannot hold {k} absence(s) of {lo}..{hi} frames; "
+                         f"use at least {need} frames (e.g. --frames {max(need, 100)})")
+    first = int(rng.integers(2))
+    events = []
+    for i in range(k):
+        length = int(rng.integers(lo, min(hi, span - MIN_VISIBLE_FRAMES) + 1))
+        start = warm + i * span + int(rng.integers(0, span - length - MIN_VISIBLE_FRAMES + 1))
+        events.append(LongTermEvent(start, start + length, (OUT_OF_VIEW, OCCLUSION)[(first + i) % 2]))
+    return events
+
+
+def _occluder_over(rng, target: "_Mover", paths: list[Path], w_img: int, h_img: int) -> "_Mover":
+    """A static patch from the scene's third photograph covering the target's whole rotated extent."""
+    x, y, w, h = target.box_xywh(10 * w_img, 10 * h_img)       # unclipped extent (the frame is no limit)
+    side = math.hypot(w, h) * 1.15
+    img = _load(paths[int(rng.integers(len(paths)))])
+    return _Mover(_random_crop(rng, img, 32, 32), x + w / 2, y + h / 2, 0, 0, side, side)
+
+
+def _reappear(rng, target: "_Mover", occluders: list["_Mover"], w_img: int, h_img: int) -> None:
+    """Move the target to a new place: far from where it was seen last and not under an occluder (the
+    farthest of 40 candidates when none is both)."""
+    short = min(w_img, h_img)
+    old = np.array([target.cx, target.cy])
+    best, best_d = None, -1.0
+    for _ in range(40):
+        c = np.array([rng.uniform(0.15, 0.85) * w_img, rng.uniform(0.15, 0.85) * h_img])
+        d = float(np.hypot(*(c - old)))
+        clear = all(np.hypot(c[0] - o.cx, c[1] - o.cy) > (o.base_w + math.hypot(target.base_w, target.base_h)
+                                                          * target.scale) / 2 for o in occluders)
+        if clear and d >= short / 3:
+            best = c
+            break
+        if d > best_d:
+            best, best_d = c, d
+    target.cx, target.cy = float(best[0]), float(best[1])
+    target.vx, target.vy = rng.normal(0, 2), rng.normal(0, 2)
 
 
 def iter_frames(seed: int, config: SynthConfig = SynthConfig()):
@@ -245,22 +327,38 @@ def iter_frames(seed: int, config: SynthConfig = SynthConfig()):
     occ_len = max(n // 5, 3)
     gain_end = rng.uniform(0.6, 1.4) if config.lighting else 1.0
     blur_frames = set(rng.choice(n, size=max(n // 8, 1), replace=False).tolist()) if config.blur else set()
+    events = {e.start: e for e in long_term_events(seed, config)}
+    lt_rng = np.random.default_rng([seed, 2])                   # the events' own stream
+    static: list[_Mover] = []                                   # occluders left in the scene
+    event = None
     for i in range(n):
+        if event is not None and i == event.stop:
+            _reappear(lt_rng, target, static, w_img, h_img)
+            event = None
+        if i in events:
+            event = events[i]
+            if event.kind == OCCLUSION:
+                static.append(_occluder_over(lt_rng, target, paths, w_img, h_img))
         if i:
-            target.step(rng, config, w_img, h_img)
+            if event is None:                                   # it waits, unseen, during an event
+                target.step(rng, config, w_img, h_img)
             for d in distractors:
                 d.step(rng, config, w_img, h_img, allow_scale=False)
         canvas = background.copy()
         for d in distractors:
             d.paste(canvas)
-        mask = target.paste(canvas)
-        visible = float(mask.sum())
+        out_of_view = event is not None and event.kind == OUT_OF_VIEW
+        mask = np.zeros((h_img, w_img), np.float32) if out_of_view else target.paste(canvas)
+        uncovered = np.ones_like(mask)                          # 1 where no static occluder covers
+        for o in static:
+            uncovered *= 1 - o.paste(canvas)
+        visible = float((mask * uncovered).sum())
         if occluder is not None and occ_start <= i < occ_start + occ_len:
             t = (i - occ_start + 0.5) / occ_len               # 0..1 across the window
             occluder.cx = target.cx + (t - 0.5) * 2.5 * occluder.base_w
             occluder.cy = target.cy
             occ_mask = occluder.paste(canvas)
-            visible = float((mask * (1 - occ_mask)).sum())
+            visible = float((mask * uncovered * (1 - occ_mask)).sum())
         gain = 1.0 + (gain_end - 1.0) * i / max(n - 1, 1)
         canvas *= gain
         if i in blur_frames:
@@ -269,7 +367,9 @@ def iter_frames(seed: int, config: SynthConfig = SynthConfig()):
         frame = np.clip(canvas, 0, 255).astype(np.uint8)
         area = float(mask.sum())
         fraction = visible / area if area > 0 else 0.0
-        yield SynthFrame(frame, target.box_xywh(w_img, h_img), fraction < ABSENT_VISIBLE_FRACTION, mask, fraction)
+        box = np.full(4, np.nan) if out_of_view else target.box_xywh(w_img, h_img)   # no box out of view
+        yield SynthFrame(frame, box, fraction < ABSENT_VISIBLE_FRACTION, mask, fraction,
+                         event.kind if event is not None else "")
 
 
 def generate(seed: int, config: SynthConfig = SynthConfig(), name: str | None = None):
@@ -330,10 +430,16 @@ def sequence_name(seed: int) -> str:
     return f"synth-{seed:07d}"
 
 
+_LONG_TERM_FIELDS = ("long_term", "absences", "absence_frames")
+
+
 def set_request(seeds, config: SynthConfig) -> dict:
     """What a set is made of; equal requests give byte-identical sets."""
-    return {"format": SET_FORMAT, "seeds": [int(s) for s in seeds],
-            "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+    options = dataclasses.asdict(config)
+    if not config.long_term:   # a short-term set's manifest stays as it was before long-term sets existed
+        for key in _LONG_TERM_FIELDS:
+            del options[key]
+    return {"format": SET_FORMAT, "seeds": [int(s) for s in seeds], "config": json.loads(json.dumps(options))}
 
 
 def write_set(root: str | Path, seeds, config: SynthConfig = SynthConfig(), progress=None) -> dict:
@@ -419,6 +525,9 @@ examples:
   siamtrack synth --out artifacts/synth-test --count 5
   # training sequences (seeds 0..), larger frames
   siamtrack synth --out artifacts/synth-train --split train --count 200 --size 640x480 --frames 100
+  # long-term test sequences: the target leaves the view or hides behind an occluder, twice, and comes
+  # back elsewhere (for siamtrack accuracy --dataset ... and siamtrack longterm-report)
+  siamtrack synth --out artifacts/synth-lt --count 20 --frames 150 --long-term
 
 Train seeds are 0..999999, test seeds 1000000..1999999; the two use disjoint source photographs.
 """
@@ -434,6 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, help="default: the first seed of the split")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--size", default="320x240", help="WxH")
+    p.add_argument("--long-term", action="store_true",
+                   help="long-term sequences: the target leaves the view or is fully occluded --absences times "
+                        "and reappears elsewhere (NaN ground truth while out of view, absent.txt flags)")
+    p.add_argument("--absences", type=int, default=2, help="absences per long-term sequence (default 2)")
     p.add_argument("--only-stale", action="store_true",
                    help="do nothing (and say \"up to date\") when --out already holds this complete set")
     args = p.parse_args(argv)
@@ -456,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--first-seed {first} with --count {args.count} leaves the {args.split} seed range")
     from tqdm import tqdm
 
-    cfg = SynthConfig(width=w, height=h, frames=args.frames)
+    cfg = SynthConfig(width=w, height=h, frames=args.frames, long_term=args.long_term, absences=args.absences)
+    long_term_events(first, cfg)          # a sequence too short for its absences fails before writing
     root = Path(args.out)
     if args.only_stale and set_is_current(root, seeds, cfg):
         print(f"up to date: {root} holds these {args.count} generated sequences ({SET_MANIFEST} checked)")

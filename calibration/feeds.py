@@ -19,7 +19,7 @@ import numpy as np
 
 from calibration import CalibrationError
 from calibration.collect import FORMAT, MANIFEST
-from runtime.contract import SEARCH_INPUT, TEMPLATE_INPUT, ModelSpec
+from runtime.contract import LOST_GRAPH, SEARCH_INPUT, TEMPLATE_INPUT, ModelSpec
 
 
 class Feeds:
@@ -88,11 +88,15 @@ class CalibrationSet:
         onnx_path = Path(onnx_path)
         props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
         meta = GraphMeta.from_props(props, where=str(onnx_path))
-        if meta.spec != self.spec:
+        if _without_lost(meta.spec) != _without_lost(self.spec):
             raise CalibrationError(
                 f"{self.root}: recorded for model geometry {self.spec.variant} ({self.spec.to_json()}) but "
                 f"{onnx_path} is {meta.spec.variant} ({meta.spec.to_json()}); collect a calibration set "
                 "with this export (`siamtrack calibrate`)")
+        if meta.graph == LOST_GRAPH:
+            raise CalibrationError(
+                f"{onnx_path}: the long-term search graph is not calibrated on its own; it takes the search "
+                "graph's ranges (calibration.quantize.quantize_pair, `siamtrack quantize` does it)")
         if meta.graph == "search":
             self._check_same_export(meta, onnx_path)
             return self.search_feeds(batch)
@@ -108,6 +112,14 @@ class CalibrationSet:
                 f"(weights {rec.get('source_sha256', '')[:12] or '?'}), but {onnx_path} comes from export "
                 f"{meta.export_id or '?'} (weights {meta.source_sha256[:12] or '?'}); search-graph ranges "
                 "would be calibrated on another model's kernels. Collect again with this export")
+
+
+def _without_lost(spec: ModelSpec) -> ModelSpec:
+    """The geometry a calibration set depends on: the long-term lost size is left out, since the set
+    holds instance-size crops only and a backend without the large graph reports no lost size."""
+    import dataclasses
+
+    return dataclasses.replace(spec, lost_instance_size=0, lost_score_size=0)
 
 
 def load_calibration(root: str | Path, verify: bool = True) -> CalibrationSet:

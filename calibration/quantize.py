@@ -50,6 +50,13 @@ Re-measured with exact kernels on the trained lite0 search graph, 40 held-out cr
   flavour: its calibration session cannot run ``siamrpn:DepthwiseXCorr`` (custom ops need TensorRT).
 Our inserter applies the same TensorRT placement rules ModelOpt does, handles both flavours, adds no
 dependency, and is tested end to end on CPU.
+
+The long-term search graph (``search_lost``, the 831 crop) is quantized with the ranges and channel
+means measured on the search graph (``quantize_pair``), not calibrated on its own: it is the same
+network with the same weights; its Conv inputs see the same kind of content (scene crops at the same
+scale), only more of it, and a calibration set of 831 crops would cost 10x the recording and storage
+for statistics of the same layers. Both graphs carry one calibration id. The error this costs is
+measured in the README (precision section, "long-term search graph").
 """
 from __future__ import annotations
 
@@ -357,7 +364,30 @@ def quantize_to_bytes(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.nda
                       residual: bool = True, bias_correction: bool = True, progress: bool = False,
                       calibration_id: str = "") -> tuple[bytes, bytes]:
     """``quantize`` without writing: (serialised INT8 model, ranges JSON)."""
+    data, ranges, _measured = _quantize_graph(onnx_path, feeds, method=method, keep_fp=keep_fp,
+                                              percentile=percentile, residual=residual,
+                                              bias_correction=bias_correction, progress=progress,
+                                              calibration_id=calibration_id)
+    return data, ranges
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """A search graph's calibration, kept to quantize its long-term twin with the same ranges."""
+
+    plan: QuantPlan
+    calibration: Calibration
+    set_sha256: str
+    samples: int
+    weights: dict           # planned Conv name -> its float weight (to check the twin is the same network)
+
+
+def _quantize_graph(onnx_path, feeds, *, method, keep_fp, percentile, residual, bias_correction, progress,
+                    calibration_id, reuse: _Measured | None = None) -> tuple[bytes, bytes, _Measured]:
+    """Calibrate ``onnx_path`` on ``feeds`` (or take ``reuse``'s ranges and means: the long-term search
+    graph) and insert Q/DQ; returns (model bytes, ranges JSON, what was measured)."""
     import onnx
+    from onnx import numpy_helper
 
     from runtime.contract import sha256_file
 
@@ -374,12 +404,19 @@ def quantize_to_bytes(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.nda
     source_valid = _passes_checker(model)
     name_nodes(model)
     qplan = plan(model, keep_fp, residual=residual)
-    checked = _Feeds(feeds, _graph_inputs(model), str(onnx_path))
-    set_sha, count = feeds_sha256(checked)
-    if count == 0:
-        raise CalibrationError(f"{onnx_path}: the calibration set is empty; collect samples with "
-                               "`python -m calibration.collect` first")
-    cal = calibrate(model, qplan.activations, checked, method, percentile, progress)
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
+    weights = {c: numpy_helper.to_array(inits[nodes[c].input[1]]) for c in qplan.convs}
+    if reuse is None:
+        checked = _Feeds(feeds, _graph_inputs(model), str(onnx_path))
+        set_sha, count = feeds_sha256(checked)
+        if count == 0:
+            raise CalibrationError(f"{onnx_path}: the calibration set is empty; collect samples with "
+                                   "`python -m calibration.collect` first")
+        cal = calibrate(model, qplan.activations, checked, method, percentile, progress)
+    else:
+        _check_same_network(onnx_path, qplan, weights, reuse)
+        cal, set_sha, count = reuse.calibration, reuse.set_sha256, reuse.samples
     report = RangeReport(method, percentile if method == "percentile" else None, count, set_sha,
                          kept_fp=dict(qplan.kept), residual_inputs=list(qplan.residual_inputs))
     report.activations = [{"tensor": t, "amax": cal.amax[t], "absmax": cal.absmax[t],
@@ -389,6 +426,8 @@ def quantize_to_bytes(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.nda
              "keep_fp": sorted(qplan.kept), "quantizer": QUANTIZER_ID,
              "quantized_convs": len(qplan.convs), "bias_correction": bias_correction,
              "calibration_id": calibration_id, "source_graph_sha256": sha256_file(onnx_path)}
+    if reuse is not None:
+        calib["ranges_from"] = "search"   # the search graph's ranges and channel means, see the module doc
     merge_metadata_props(model, {META_PRECISION: "int8", META_CALIBRATION: json.dumps(calib, sort_keys=True)})
     try:
         if source_valid:
@@ -396,38 +435,58 @@ def quantize_to_bytes(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.nda
     except onnx.checker.ValidationError as err:
         raise CalibrationError(f"{onnx_path}: the quantized graph fails onnx.checker ({err}); this is a bug "
                                "in calibration.quantize, please report it with the input graph") from None
-    return model.SerializeToString(), json.dumps(dataclasses.asdict(report), indent=1).encode()
+    measured = _Measured(qplan, cal, set_sha, count, weights)
+    return model.SerializeToString(), json.dumps(dataclasses.asdict(report), indent=1).encode(), measured
+
+
+def _check_same_network(onnx_path: Path, qplan: QuantPlan, weights: dict, search: _Measured) -> None:
+    """The long-term graph must plan the same Convs and tensors as the search graph, with the same
+    weights; the exporter traces both from one model, so a difference means files from two exports."""
+    same = (qplan.convs == search.plan.convs and qplan.activations == search.plan.activations
+            and all(np.array_equal(weights[c], search.weights[c]) for c in qplan.convs))
+    if not same:
+        raise CalibrationError(
+            f"{onnx_path}: its quantizable layers or weights differ from the search graph's, so the search "
+            "graph's ranges cannot be reused; export the model again (one `siamtrack export` writes both)")
 
 
 def pair_calibration_id(template_fp32: Path, search_fp32: Path, set_sha256: str, *, method: str,
-                        percentile: float, keep_fp: Iterable[str], residual: bool, bias_correction: bool) -> str:
+                        percentile: float, keep_fp: Iterable[str], residual: bool, bias_correction: bool,
+                        lost_fp32: Path | None = None) -> str:
     """One id for an INT8 template/search pair: the same FP32 graphs, calibration set and options give
     the same id. Both graphs carry it, so a pair mixed from two calibrations is refused at load
     (``runtime.variants``) and a current pair is recognised (``--only-stale``)."""
     from runtime.contract import sha256_file
 
-    text = json.dumps([sha256_file(template_fp32), sha256_file(search_fp32), set_sha256, method,
-                       percentile if method == "percentile" else None, sorted(keep_fp), residual,
-                       bias_correction, QUANTIZER_ID])
+    parts = [sha256_file(template_fp32), sha256_file(search_fp32), set_sha256, method,
+             percentile if method == "percentile" else None, sorted(keep_fp), residual, bias_correction, QUANTIZER_ID]
+    if lost_fp32 is not None:   # appended, so a short-term pair keeps the id it had before
+        parts.append(sha256_file(lost_fp32))
+    text = json.dumps(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def quantize_pair(template_fp32: Path, search_fp32: Path, calib, out_dir: Path, flavour: str, *,
                   method: str = "percentile", keep_fp: Iterable[str] = (), percentile: float = 99.99,
-                  residual: bool = True, bias_correction: bool = True, progress: bool = False) -> list[Path]:
+                  residual: bool = True, bias_correction: bool = True, progress: bool = False,
+                  lost_fp32: Path | None = None) -> list[Path]:
     """Quantize one flavour's template and search graphs with ``calib`` (a ``CalibrationSet``) and
     write both (with their ranges) only when both are done, each fsynced before any is renamed.
-    Returns the two graph paths."""
-    from runtime.contract import artifact_name
+    ``lost_fp32``: the export's long-term search graph, quantized with the search graph's ranges and
+    written with the pair (same calibration id). Returns the graph paths (template, search[, lost])."""
+    from runtime.contract import LOST_GRAPH, artifact_name
 
     opts = dict(method=method, keep_fp=list(keep_fp), percentile=percentile, residual=residual,
                 bias_correction=bias_correction)
-    cal_id = pair_calibration_id(template_fp32, search_fp32, calib.set_sha256, **opts)
+    cal_id = pair_calibration_id(template_fp32, search_fp32, calib.set_sha256, lost_fp32=lost_fp32, **opts)
     files: dict[Path, bytes] = {}
     outs = []
-    for graph, src in (("template", template_fp32), ("search", search_fp32)):
-        data, ranges = quantize_to_bytes(src, calib.feeds_for(src), progress=progress, calibration_id=cal_id,
-                                         **opts)
+    measured = None
+    jobs = [("template", template_fp32), ("search", search_fp32)] + ([(LOST_GRAPH, lost_fp32)] if lost_fp32 else [])
+    for graph, src in jobs:
+        feeds = None if graph == LOST_GRAPH else calib.feeds_for(src)
+        data, ranges, measured = _quantize_graph(src, feeds, progress=progress, calibration_id=cal_id,
+                                                 reuse=measured if graph == LOST_GRAPH else None, **opts)
         out = Path(out_dir) / artifact_name(graph, "int8", flavour, "onnx")
         files[out], files[ranges_path(out)] = data, ranges
         outs.append(out)
@@ -439,14 +498,15 @@ def quantize_pair(template_fp32: Path, search_fp32: Path, calib, out_dir: Path, 
 
 
 def pair_is_current(template_fp32: Path, search_fp32: Path, calib, out_dir: Path, flavour: str,
-                    **opts) -> bool:
-    """True when ``out_dir`` holds this flavour's INT8 pair made from these FP32 graphs, this
-    calibration set and these options (both graphs carry the expected calibration id)."""
-    from runtime.contract import artifact_name
+                    lost_fp32: Path | None = None, **opts) -> bool:
+    """True when ``out_dir`` holds this flavour's INT8 pair (and long-term graph, with ``lost_fp32``)
+    made from these FP32 graphs, this calibration set and these options (every graph carries the
+    expected calibration id)."""
+    from runtime.contract import LOST_GRAPH, artifact_name
     from runtime.variants import calibration_info
 
-    want = pair_calibration_id(template_fp32, search_fp32, calib.set_sha256, **opts)
-    for graph in ("template", "search"):
+    want = pair_calibration_id(template_fp32, search_fp32, calib.set_sha256, lost_fp32=lost_fp32, **opts)
+    for graph in ("template", "search") + ((LOST_GRAPH,) if lost_fp32 else ()):
         path = Path(out_dir) / artifact_name(graph, "int8", flavour, "onnx")
         if not path.is_file() or not ranges_path(path).is_file():
             return False
@@ -497,7 +557,7 @@ def atomic_write_bytes(path: Path, data: bytes, extra: dict[Path, bytes] | None 
 # ------------------------------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
-    from runtime.contract import GRAPHS, XCORR_FLAVOURS, artifact_name
+    from runtime.contract import GRAPHS, LOST_GRAPH, XCORR_FLAVOURS, artifact_name
 
     parser = argparse.ArgumentParser(
         prog="siamtrack quantize",
@@ -509,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                "  siamtrack quantize artifacts/r50 --calib calib/ --method percentile --percentile 99.99\n"
                "  siamtrack quantize artifacts/r50 --calib calib/ --keep-fp first,head   # sensitive layers FP\n"
                "writes template.int8.<flavour>.onnx and search.int8.<flavour>.onnx (+ .ranges.json) next to\n"
-               "the FP32 graphs, for every flavour (plugin, standard) present.")
+               "the FP32 graphs, for every flavour (plugin, standard) present; a long-term export's\n"
+               "search_lost.int8.<flavour>.onnx too, with the search graph's ranges (same network and weights).")
     parser.add_argument("model_dir", type=Path, help="folder with template/search .fp32.<flavour>.onnx")
     parser.add_argument("--calib", type=Path, required=True, help="calibration folder (manifest.json)")
     parser.add_argument("--method", choices=METHODS, default="percentile",
@@ -545,13 +606,17 @@ def main(argv: list[str] | None = None) -> int:
     current = []
     for flavour in flavours:
         template, search = (args.model_dir / artifact_name(g, "fp32", flavour, "onnx") for g in GRAPHS)
-        if args.only_stale and pair_is_current(template, search, calib, out_dir, flavour, **opts):
+        lost = args.model_dir / artifact_name(LOST_GRAPH, "fp32", flavour, "onnx")
+        lost = lost if lost.is_file() else None
+        if args.only_stale and pair_is_current(template, search, calib, out_dir, flavour, lost_fp32=lost, **opts):
             current.append(flavour)
             if not args.json:
-                print(f"up to date: {out_dir}/{{template,search}}.int8.{flavour}.onnx (same FP32 graphs, "
+                names = "template,search,search_lost" if lost else "template,search"
+                print(f"up to date: {out_dir}/{{{names}}}.int8.{flavour}.onnx (same FP32 graphs, "
                       f"calibration set {calib.set_sha256[:12]} and options)")
             continue
-        outs = quantize_pair(template, search, calib, out_dir, flavour, progress=not args.quiet, **opts)
+        outs = quantize_pair(template, search, calib, out_dir, flavour, progress=not args.quiet, lost_fp32=lost,
+                             **opts)
         written += [str(p) for p in outs]
         if not args.json:
             print("\n".join(str(p) for p in outs))

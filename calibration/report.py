@@ -1,6 +1,8 @@
 """What each precision costs: FP16/INT8 variants against the FP32 graphs and the FP32 tracker.
 
-For every variant (``template/search.<precision>.<flavour>.onnx`` next to the FP32 pair):
+For every variant (``template/search.<precision>.<flavour>.onnx`` next to the FP32 pair, and
+``int8-cpu``: the ONNX Runtime INT8 placement ``*.int8.cpu.onnx`` of ``calibration.cpu_int8``, whatever
+``--flavour`` says, since it is made from the standard graphs whose outputs equal the plugin ones):
 - output error: the FP32 tracker runs each sequence; every template and search crop it makes is also
   run through the variant (its own template graph, then its search graph with its own kernels), and
   the |variant - FP32| of ``cls`` and ``loc`` is summarised as max and mean;
@@ -24,9 +26,10 @@ import numpy as np
 
 from calibration import CalibrationError
 from runtime.backends.base import Backend, Kernels
-from runtime.contract import XCORR_FLAVOURS, artifact_name
+from runtime.contract import CPU_INT8_FLAVOUR, XCORR_FLAVOURS, artifact_name
 
-VARIANT_PRECISIONS = ("fp16", "int8")
+CPU_INT8_VARIANT = "int8-cpu"   # report label of (int8, cpu)
+VARIANT_PRECISIONS = ("fp16", "int8", CPU_INT8_VARIANT)
 
 
 @dataclass
@@ -121,17 +124,18 @@ def open_variants(model_dir: Path, flavour: str, precisions=VARIANT_PRECISIONS):
     fp32 = OrtBackend.from_dir(model_dir, precision="fp32", flavour=flavour)
     variants = {}
     for p in precisions:
-        if not (model_dir / artifact_name("search", p, flavour, "onnx")).is_file():
+        precision, fl = ("int8", CPU_INT8_FLAVOUR) if p == CPU_INT8_VARIANT else (p, flavour)
+        if not (model_dir / artifact_name("search", precision, fl, "onnx")).is_file():
             continue
-        backend = OrtBackend.from_dir(model_dir, precision=p, flavour=flavour)
+        backend = OrtBackend.from_dir(model_dir, precision=precision, flavour=fl)
         if (backend.meta.export_id, backend.meta.source_sha256) != (fp32.meta.export_id, fp32.meta.source_sha256):
             raise ContractError(
                 f"{backend.search_path}: built from export {backend.meta.export_id} but the FP32 pair in "
                 f"{model_dir} is export {fp32.meta.export_id}; rebuild the {p} variant from this export "
                 "(siamtrack fp16 / siamtrack quantize)")
-        if backend.meta.precision != p:
+        if backend.meta.precision != precision:
             raise ContractError(f"{backend.search_path}: metadata says precision {backend.meta.precision}, "
-                                f"the file name says {p}; rebuild it")
+                                f"the file name says {precision}; rebuild it")
         variants[p] = backend
     if not variants:
         raise CalibrationError(f"{model_dir}: no FP16/INT8 {flavour} variants to compare; make them with "
@@ -248,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames per synthetic sequence")
     parser.add_argument("--limit", type=int, help="at most this many dataset sequences")
     parser.add_argument("--flavour", choices=XCORR_FLAVOURS, default="plugin")
-    parser.add_argument("--precision", choices=VARIANT_PRECISIONS, action="append", help="default: all present")
+    parser.add_argument("--precision", choices=VARIANT_PRECISIONS, action="append",
+                        help="default: all present; int8 is the TensorRT placement, int8-cpu ONNX Runtime's "
+                             "(*.int8.cpu.onnx, `siamtrack quantize-cpu`)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from pathlib import Path
 from engines import trt_compat
 from engines.plan import BUILD, FRESH, SKIP, BuildPlan, BuildRequest, Listing, Machine, OnnxArtifact, \
     choose_product, make_plan, validate_options
-from runtime.contract import GRAPHS, PRECISIONS, XCORR_DOMAIN, XCORR_FLAVOURS, XCORR_NODE_ATTRIBUTES, XCORR_OP, \
+from runtime.contract import ALL_GRAPHS, PRECISIONS, XCORR_DOMAIN, XCORR_FLAVOURS, XCORR_NODE_ATTRIBUTES, XCORR_OP, \
     GraphMeta, sha256_file
 from runtime.engine_meta import PRODUCTS, EngineBuildOptions, EngineSidecar, read_sidecar, sidecar_path, write_atomic, \
     write_sidecar
@@ -193,7 +193,7 @@ def list_folder(folder: Path, plugin_library: Path | None) -> Listing:
     found = {}
     for path in sorted(folder.glob("*.onnx")):
         parts = path.name.split(".")
-        if len(parts) != 4 or parts[0] not in GRAPHS or parts[1] not in PRECISIONS or parts[2] not in XCORR_FLAVOURS:
+        if len(parts) != 4 or parts[0] not in ALL_GRAPHS or parts[1] not in PRECISIONS or parts[2] not in XCORR_FLAVOURS:
             continue
         model = onnx.load(str(path), load_external_data=False)
         props = {p.key: p.value for p in model.metadata_props}

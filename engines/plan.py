@@ -3,6 +3,13 @@ shapes and timing cache, and which existing engines are still fresh. Pure: data 
 
 ``make_plan(request, listing, toolkit, machine)`` decides; ``engines.build`` gathers the inputs (reads
 the folder, hashes files, probes TensorRT and the GPU) and carries the plan out.
+
+A long-term export's ``search_lost`` graph (the 831 crop) gets its own engine,
+``search_lost.<precision>.<flavour>.engine``, with one profile over the batch at that fixed size, planned
+beside the search engine of the same variant. Not a second optimisation profile in the search engine:
+TensorRT tunes each profile separately anyway (the build costs the same), a two-profile engine needs a
+context per profile (two activation buffers, as two engines), and the runtime's 255 path stays the
+single-profile engine it was. The cost of two engines is the weights twice in device memory.
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.contract import GRAPHS, PRECISIONS, XCORR_FLAVOURS, ModelSpec, artifact_name
+from runtime.contract import GRAPHS, LOST_GRAPH, PRECISIONS, XCORR_FLAVOURS, ModelSpec, artifact_name
 from runtime.engine_meta import MAX_BATCH_LIMIT, CurrentEnv, EngineBuildOptions, EngineSidecar, check_fresh
 
 BUILD, FRESH, SKIP = "build", "fresh", "skip"
@@ -90,12 +97,14 @@ class BuildPlan:
 
 
 def profile_shapes(graph: str, spec: ModelSpec, options: EngineBuildOptions) -> dict:
-    """Input name -> (min, opt, max) shapes: batch 1, ``opt_batch`` and ``max_batch`` targets."""
+    """Input name -> (min, opt, max) shapes: batch 1, ``opt_batch`` and ``max_batch`` targets; the
+    search_lost graph at ``spec.lost_instance_size``."""
     batches = (1, options.opt_batch, options.max_batch)
     if graph == "template":
         return {"template": tuple(spec.template_shape(n) for n in batches)}
-    shapes = {"search": tuple(spec.search_shape(n) for n in batches)}
-    shapes.update({k: tuple(spec.kernel_shape(n) for n in batches) for k in spec.kernel_names})
+    size = spec.lost_instance_size if graph == LOST_GRAPH else None
+    shapes = {"search": tuple(spec.search_shape(n, size) for n in batches)}
+    shapes.update({k: tuple(spec.kernel_shape(n, k) for n in batches) for k in spec.kernel_names})
     return shapes
 
 
@@ -152,6 +161,12 @@ def make_plan(request: BuildRequest, listing: Listing, toolkit, machine: Machine
                 template = dataclasses.replace(template, action=SKIP,
                                                reasons=(f"its search engine is skipped: {search.reasons[0]}",))
             jobs += [template, search]
+            if artifact_name(LOST_GRAPH, p, f, "onnx") in listing.onnx:   # a long-term export
+                lost = _decide(request, listing, toolkit, machine, LOST_GRAPH, p, f)
+                if search.action == SKIP and lost.action == BUILD:   # useless without the pair
+                    lost = dataclasses.replace(lost, action=SKIP,
+                                               reasons=(f"its search engine is skipped: {search.reasons[0]}",))
+                jobs.append(lost)
     return BuildPlan(tuple(jobs), cache, toolkit.product)
 
 

@@ -4,7 +4,9 @@
 Reference: ONNX Runtime (CPU) on the engine's own ONNX; for the plugin flavour, on the standard-op twin
 of the same precision (same arithmetic, and plain ONNX Runtime cannot run the custom op). The search
 engine is fed the kernels ONNX Runtime computes from the recorded template crops, so each engine is
-judged alone. Without a GPU every engine is reported as skipped, with the reason.
+judged alone. A long-term export's ``search_lost`` engine is checked the same way on large crops
+(``search_lost`` in the inputs file, or seeded ones). Without a GPU every engine is reported as
+skipped, with the reason.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.contract import ModelSpec, artifact_name
+from runtime.contract import LOST_GRAPH, ModelSpec, artifact_name
 from runtime.engine_meta import EngineSidecar, read_sidecar, write_atomic
 from runtime.errors import ContractError, InputError, SiamTrackError
 
@@ -47,17 +49,22 @@ class CheckRow:
 
 def recorded_inputs(folder: Path, spec: ModelSpec, path: Path | None = None, batch: int = 2) -> dict[str, np.ndarray]:
     """{"template": (B,3,E,E), "search": (B,3,X,X)} float32 0..255 from ``path``; without one, from
-    ``folder/selfcheck_inputs.npz``, recorded there (seeded) on first use so every rerun sees the same."""
+    ``folder/selfcheck_inputs.npz``, recorded there (seeded) on first use so every rerun sees the same.
+    With a lost size in ``spec`` also "search_lost" (B,3,L,L): from the file when it has them, else
+    seeded (the same every run, not written: a file recorded before the long-term graph stays valid)."""
     path = path or folder / INPUTS_FILE
     if path.is_file():
         with np.load(path) as data:
-            feeds = {k: data[k].astype(np.float32) for k in ("template", "search") if k in data}
-        for key, shape in (("template", spec.template_shape), ("search", spec.search_shape)):
+            feeds = {k: data[k].astype(np.float32) for k in ("template", "search", LOST_GRAPH) if k in data}
+        checks = [("template", spec.template_shape), ("search", spec.search_shape)]
+        if spec.lost_instance_size and LOST_GRAPH in feeds:
+            checks.append((LOST_GRAPH, lambda n: spec.search_shape(n, spec.lost_instance_size)))
+        for key, shape in checks:
             arr = feeds.get(key)
             if arr is None or arr.ndim != 4 or arr.shape != shape(arr.shape[0]):
                 raise InputError(f"{path}: needs array {key!r} shaped {shape(batch)} (any batch), got "
                                  f"{None if arr is None else arr.shape}")
-        return feeds
+        return _with_lost_crops(feeds, spec, batch)
     rng = np.random.default_rng(20261129)
     feeds = {"template": rng.uniform(0, 255, spec.template_shape(batch)).astype(np.float32),
              "search": rng.uniform(0, 255, spec.search_shape(batch)).astype(np.float32)}
@@ -66,6 +73,14 @@ def recorded_inputs(folder: Path, spec: ModelSpec, path: Path | None = None, bat
     buf = io.BytesIO()
     np.savez(buf, **feeds)
     write_atomic(path, buf.getvalue())
+    return _with_lost_crops(feeds, spec, batch)
+
+
+def _with_lost_crops(feeds: dict[str, np.ndarray], spec: ModelSpec, batch: int) -> dict[str, np.ndarray]:
+    if spec.lost_instance_size and LOST_GRAPH not in feeds:
+        rng = np.random.default_rng(20261203)
+        shape = spec.search_shape(batch, spec.lost_instance_size)
+        feeds = {**feeds, LOST_GRAPH: rng.uniform(0, 255, shape).astype(np.float32)}
     return feeds
 
 
@@ -95,7 +110,8 @@ def feeds_for(folder: Path, meta: EngineSidecar, inputs: dict[str, np.ndarray]) 
     if not template.is_file():
         template = folder / artifact_name("template", "fp32", "standard", "onnx")
     kernels = _ort_run(template, {"template": inputs["template"][:n]})
-    return {"search": inputs["search"][:n], **kernels}
+    crops = inputs[LOST_GRAPH if meta.graph == LOST_GRAPH else "search"]
+    return {"search": crops[:n], **kernels}
 
 
 def compare(engine_out: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> tuple[float, float, float]:
@@ -175,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog="examples:\n"
                "  siamtrack selfcheck artifacts/r50\n"
                "  siamtrack selfcheck artifacts/r50 --inputs calib/crops.npz --json\n"
-               f"inputs: an .npz with 'template' (N,3,E,E) and 'search' (N,3,X,X) float32 BGR 0..255 crops;\n"
+               f"inputs: an .npz with 'template' (N,3,E,E) and 'search' (N,3,X,X) float32 BGR 0..255 crops\n"
+               f"(and optionally 'search_lost' (N,3,L,L) for a long-term export's large-crop engine);\n"
                f"by default FOLDER/{INPUTS_FILE}, recorded (seeded) on first use.\n"
                f"pass when max|engine - reference| <= tol * max|reference|; tol: {TOLERANCE}")
     p.add_argument("folder", type=Path)

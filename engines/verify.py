@@ -52,7 +52,7 @@ from engines.verify_plan import EXIT_OK, FAIL, LIMIT_S, PASS, SKIPPED, UNVERIFIE
     ItemResult, ItemSpec, Options, check_status, item_reasons, make_plan
 from engines.verify_report import make_report, not_checked, reason_legend, write_report
 from engines.verify_steps import PARSERS, StepOutput, output_tail
-from runtime.contract import PRECISIONS, XCORR_FLAVOURS
+from runtime.contract import LOST_GRAPH, PRECISIONS, XCORR_FLAVOURS
 from runtime.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,7 +315,8 @@ def options_from_args(args) -> Options:
                    precisions=_split(args.precisions, PRECISIONS, "--precisions"),
                    flavours=_split(args.flavours, XCORR_FLAVOURS, "--flavours"), max_batch=args.max_batch,
                    config=args.config, checkpoint=args.checkpoint.resolve() if args.checkpoint else None,
-                   time_scale=args.time_scale)
+                   time_scale=args.time_scale,
+                   lost_search=any(artifacts.glob(f"{LOST_GRAPH}.fp32.*.onnx")))
 
 
 def main(argv: list[str] | None = None) -> int:

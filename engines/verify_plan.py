@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.contract import GRAPHS, PRECISIONS, artifact_name
+from runtime.contract import GRAPHS, LOST_GRAPH, PRECISIONS, artifact_name
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
@@ -52,6 +52,13 @@ class Options:
     time_scale: float = 1.0
     sizes: Sizes = Sizes()
     python: str = sys.executable
+    # the export has the long-term search graph (search_lost.*): its ONNX files, engines and self-check
+    # rows are verified like the pair's
+    lost_search: bool = False
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return GRAPHS + ((LOST_GRAPH,) if self.lost_search else ())
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ def make_plan(options: Options) -> list[Check]:
             "provenance", f"every ONNX variant was exported from {options.checkpoint.name}",
             _budget(options, "provenance"), (f"file:{options.checkpoint}",),
             tuple(ItemSpec(artifact_name(g, p, f, "onnx"), (_onnx_file(options, g, p, f),))
-                  for p in options.precisions for f in options.flavours for g in GRAPHS),
+                  for p in options.precisions for f in options.flavours for g in options.graphs),
             function="engines.verify_steps:check_provenance"))
     from engines.plugin_build import DEFAULT_OUT_DIR, LIBRARY_NAME
 
@@ -159,13 +166,13 @@ def make_plan(options: Options) -> list[Check]:
             _budget(options, f"engines.{flavour}"), needs,
             tuple(ItemSpec(_engine(g, p, flavour), (_onnx_file(options, g, p, flavour),),
                            produces=f"engine {_engine(g, p, flavour)}")
-                  for p in options.precisions for g in GRAPHS),
+                  for p in options.precisions for g in options.graphs),
             argv=argv, parser="engines"))
     plan.append(Check(
         "selfcheck", "each engine against ONNX Runtime on recorded inputs (max error vs tolerance)",
         _budget(options, "selfcheck"), ("gpu", "tensorrt", "onnxruntime"),
         tuple(ItemSpec(_engine(g, p, f), (f"item:engines.{f}/{_engine(g, p, f)}",))
-              for p in options.precisions for f in options.flavours for g in GRAPHS),
+              for p in options.precisions for f in options.flavours for g in options.graphs),
         argv=(py, "-m", "engines.selfcheck", out, "--json"), parser="selfcheck"))
     junit = options.report_dir / "logs" / "gpu-tests.xml"
     plan.append(Check(

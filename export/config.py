@@ -2,12 +2,17 @@
 
 ``load_config(path)`` reads pysot's files as they are (``META_ARC``, ``BACKBONE.TYPE/KWARGS``,
 ``ADJUST.*``, ``RPN.TYPE/KWARGS``, ``ANCHOR.*``, ``TRACK.*``); training sections (``TRAIN``,
-``DATASET``, ``BACKBONE.PRETRAINED`` ...) are ignored, keys pysot itself would reject are rejected,
-and model types this project cannot build raise ConfigError. ``default_config(name)`` reads the
-built-in copies in ``export/configs/<name>.yaml`` (r50, r50_otb, mobilev2, alex).
+``DATASET``, ``BACKBONE.PRETRAINED`` ...) are ignored, keys pysot itself would reject are rejected
+(except the three its own long-term config sets, see ``_LEGACY_KEYS``), and model types this project
+cannot build raise ConfigError. ``TRACK.TYPE: SiamRPNLTTracker`` gives a long-term TrackerConfig
+(CONFIDENCE_LOW/HIGH, LOST_INSTANCE_SIZE) whose ModelSpec also names the large search crop.
+``default_config(name)`` reads the built-in copies in ``export/configs/<name>.yaml`` (r50, r50_otb,
+mobilev2, alex).
 
 Missing ``TRACK.*``/``ANCHOR.*`` keys take pysot's own defaults (``pysot/core/config.py``:
-PENALTY_K 0.04, WINDOW_INFLUENCE 0.44, LR 0.4 ...), exactly as pysot would.
+PENALTY_K 0.04, WINDOW_INFLUENCE 0.44, LR 0.4, LOST_INSTANCE_SIZE 831 ...), exactly as pysot would.
+Search sizes must give an integer score map ((X - EXEMPLAR_SIZE) a multiple of STRIDE); pysot's floor
+division would otherwise misplace every anchor without a word.
 """
 from __future__ import annotations
 
@@ -25,15 +30,17 @@ BUILTIN_NAMES = ("r50", "r50_otb", "mobilev2", "alex", "lite0")
 BACKBONE_TYPES = ("resnet50", "mobilenetv2", "alexnetlegacy", "efficientnet_lite0")
 NECK_TYPES = ("AdjustAllLayer", "AdjustLayer")
 RPN_TYPES = ("MultiRPN", "DepthwiseRPN")
-TRACKER_TYPES = ("SiamRPNTracker",)
+# SiamRPNLTTracker: pysot's long-term tracker (TrackerConfig.long_term), same network
+TRACKER_TYPES = ("SiamRPNTracker", "SiamRPNLTTracker")
+LONG_TERM_TYPE = "SiamRPNLTTracker"
 
 # pysot's schema (pysot/core/config.py). Sections whose contents we never read are listed as None.
 _SCHEMA: dict[str, tuple[str, ...] | None] = {
     "TRAIN": None,
     "DATASET": None,
-    "BACKBONE": ("TYPE", "KWARGS", "PRETRAINED", "TRAIN_LAYERS", "LAYERS_LR", "TRAIN_EPOCH"),
-    "ADJUST": ("ADJUST", "KWARGS", "TYPE"),
-    "RPN": ("TYPE", "KWARGS"),
+    "BACKBONE": ("TYPE", "KWARGS", "PRETRAINED", "TRAIN_LAYERS", "LAYERS_LR", "TRAIN_EPOCH", "CHANNELS"),
+    "ADJUST": ("ADJUST", "KWARGS", "TYPE", "ADJUST_CHANNEL"),
+    "RPN": ("TYPE", "KWARGS", "WEIGHTED"),
     "MASK": ("MASK", "TYPE", "KWARGS"),
     "REFINE": ("REFINE", "TYPE"),
     "ANCHOR": ("STRIDE", "RATIOS", "SCALES", "ANCHOR_NUM"),
@@ -42,11 +49,18 @@ _SCHEMA: dict[str, tuple[str, ...] | None] = {
               "MASK_THERSHOLD", "MASK_OUTPUT_SIZE"),
 }
 _TOP_LEVEL_SCALARS = ("META_ARC", "CUDA")
+# Keys that pysot's own schema lacks but its experiments/siamrpn_r50_l234_dwxcorr_lt/config.yaml sets
+# (written for an older pysot, so pysot's yacs raises KeyError on them). They repeat a KWARGS value;
+# we accept them so that file loads unchanged, and check that they agree with the KWARGS they repeat.
+_LEGACY_KEYS = {("BACKBONE", "CHANNELS"): ("ADJUST", "in_channels"),
+                ("ADJUST", "ADJUST_CHANNEL"): ("ADJUST", "out_channels"),
+                ("RPN", "WEIGHTED"): ("RPN", "weighted")}
 
 # pysot's defaults for the keys we read (pysot/core/config.py)
 _PYSOT_TRACK_DEFAULTS = {"TYPE": "SiamRPNTracker", "PENALTY_K": 0.04, "WINDOW_INFLUENCE": 0.44,
                          "LR": 0.4, "EXEMPLAR_SIZE": 127, "INSTANCE_SIZE": 255, "BASE_SIZE": 8,
-                         "CONTEXT_AMOUNT": 0.5}
+                         "CONTEXT_AMOUNT": 0.5, "LOST_INSTANCE_SIZE": 831, "CONFIDENCE_LOW": 0.85,
+                         "CONFIDENCE_HIGH": 0.998}
 _PYSOT_ANCHOR_DEFAULTS = {"STRIDE": 8, "RATIOS": [0.33, 0.5, 1, 2, 3], "SCALES": [8]}
 
 
@@ -125,13 +139,22 @@ class ModelConfig:
 
     def model_spec(self) -> ModelSpec:
         """Tensor geometry of this model, measured by running it on shapes only (torch 'meta' device)."""
-        kernel_shape, score_size = _measure_geometry(self)
+        kernel_shapes, score_size = _measure_geometry(self)
         if score_size != self.tracker.score_size:
             raise ConfigError(
                 f"{self.source or self.name}: the network gives a {score_size}x{score_size} score map for "
                 f"TRACK.INSTANCE_SIZE {self.tracker.instance_size}, but the tracker's anchor grid "
                 f"((INSTANCE_SIZE - EXEMPLAR_SIZE) // STRIDE + 1 + BASE_SIZE) is {self.tracker.score_size}; "
                 "fix TRACK.BASE_SIZE / INSTANCE_SIZE (pysot: BASE_SIZE 8 with a neck, 0 for AlexNet)")
+        lost_instance, lost_score = 0, 0
+        if self.tracker.long_term:  # the exporter then writes the large (lost-state) search graph as well
+            lost_instance = self.tracker.lost_instance_size
+            lost_score = _measure_geometry(self, lost_instance)[1]
+            if lost_score != self.tracker.lost_score_size:
+                raise ConfigError(
+                    f"{self.source or self.name}: the network gives a {lost_score}x{lost_score} score map for "
+                    f"TRACK.LOST_INSTANCE_SIZE {lost_instance}, but the long-term tracker's anchor grid is "
+                    f"{self.tracker.lost_score_size}; fix TRACK.BASE_SIZE / LOST_INSTANCE_SIZE")
         return ModelSpec(
             variant=self.name,
             exemplar_size=self.tracker.exemplar_size,
@@ -139,37 +162,48 @@ class ModelConfig:
             score_size=score_size,
             anchor_num=self.rpn.anchor_num,
             levels=self.rpn.levels,
-            kernel_channels=kernel_shape[1],
-            kernel_size=kernel_shape[2],
+            kernel_channels=kernel_shapes[0][1],
+            kernel_size=kernel_shapes[0][2],
+            # pysot's long-term r50 neck is 128/256/512: each level then keeps its own channel count
+            level_channels=tuple(sh[1] for sh in kernel_shapes[::2]) if len(
+                {sh[1] for sh in kernel_shapes}) > 1 else (),
+            lost_instance_size=lost_instance,
+            lost_score_size=lost_score,
         )
 
 
-_GEOMETRY_CACHE: dict[tuple, tuple[tuple[int, ...], int]] = {}
+_GEOMETRY_CACHE: dict[tuple, tuple[tuple[tuple[int, ...], ...], int]] = {}
 
 
-def _measure_geometry(cfg: ModelConfig) -> tuple[tuple[int, ...], int]:
-    """(kernel shape for N=1, score size), from a shapes-only forward; cached per network config."""
-    key = (cfg.backbone, cfg.adjust, cfg.rpn, cfg.tracker.exemplar_size, cfg.tracker.instance_size)
+def _measure_geometry(cfg: ModelConfig, instance_size: int | None = None) -> tuple[tuple[tuple[int, ...], ...], int]:
+    """(kernel shapes for N=1 in kernel_names order, score size for a search crop of ``instance_size``, default the config's),
+    from a shapes-only forward; cached per network config and size."""
+    x = cfg.tracker.instance_size if instance_size is None else instance_size
+    key = (cfg.backbone, cfg.adjust, cfg.rpn, cfg.tracker.exemplar_size, x)
     if key not in _GEOMETRY_CACHE:
-        _GEOMETRY_CACHE[key] = _run_geometry(cfg)
+        _GEOMETRY_CACHE[key] = _run_geometry(cfg, x)
     return _GEOMETRY_CACHE[key]
 
 
-def _run_geometry(cfg: ModelConfig) -> tuple[tuple[int, ...], int]:
+def _run_geometry(cfg: ModelConfig, x: int) -> tuple[tuple[tuple[int, ...], ...], int]:
     import torch
 
     from export.model import build_model
 
     with torch.device("meta"):
         model = build_model(cfg)
-        e, x = cfg.tracker.exemplar_size, cfg.tracker.instance_size
+        e = cfg.tracker.exemplar_size
         kernels = model.template_kernels(torch.empty(1, 3, e, e))
         cls, _ = model.track_from_kernels(torch.empty(1, 3, x, x), kernels)
-    shapes = {tuple(k.shape) for k in kernels}
-    if len(shapes) != 1 or cls.shape[2] != cls.shape[3]:
-        raise ConfigError(f"{cfg.source or cfg.name}: the RPN levels give kernels of different shapes "
-                          f"{sorted(shapes)}; the export contract needs one kernel shape for every level")
-    return shapes.pop(), int(cls.shape[2])
+    shapes = tuple(tuple(k.shape) for k in kernels)   # (cls, loc) per level, kernel_names order
+    # Channels may differ per level (ModelSpec.level_channels); the kernel size and a level's cls/loc
+    # pair may not: the contract holds one kernel side and one channel count per level.
+    pairs_agree = all(shapes[i] == shapes[i + 1] for i in range(0, len(shapes), 2))
+    if len({sh[2:] for sh in shapes}) != 1 or not pairs_agree or cls.shape[2] != cls.shape[3]:
+        raise ConfigError(f"{cfg.source or cfg.name}: the RPN levels give kernels of shapes "
+                          f"{list(shapes)} (ADJUST.KWARGS.out_channels {list(cfg.adjust.out_channels)}); "
+                          "the export contract needs one kernel size, and one channel count per level")
+    return shapes, int(cls.shape[2])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,6 +238,7 @@ def load_config(path: str | Path) -> ModelConfig:
     raw = _read_yaml(path)
     where = str(path)
     _check_schema(raw, where)
+    _check_legacy_keys(raw, where)
     _reject_unsupported_heads(raw, where)
     anchor = _anchor(raw.get("ANCHOR") or {}, where)
     rpn = _rpn(raw.get("RPN") or {}, where)
@@ -254,6 +289,22 @@ def _check_schema(raw: dict, where: str) -> None:
         if unknown:
             raise ConfigError(f"{where}: unknown key {key}.{unknown[0]} (pysot rejects it as well); "
                               f"{key} accepts {', '.join(allowed)}")
+
+
+def _check_legacy_keys(raw: dict, where: str) -> None:
+    for (section, key), (kw_section, kw_key) in _LEGACY_KEYS.items():
+        value = (raw.get(section) or {}).get(key)
+        if value is None:
+            continue
+        kwargs = (raw.get(kw_section) or {}).get("KWARGS") or {}
+        if kw_key in kwargs and _plain(kwargs[kw_key]) != _plain(value):
+            raise ConfigError(f"{where}: {section}.{key} is {value!r} but {kw_section}.KWARGS.{kw_key} is "
+                              f"{kwargs[kw_key]!r}; the network is built from KWARGS, so make them agree "
+                              f"(or drop {section}.{key}, which pysot's current schema does not have)")
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _reject_unsupported_heads(raw: dict, where: str) -> None:
@@ -354,12 +405,45 @@ def _tracker(section: dict, anchor: AnchorConfig, where: str) -> TrackerConfig:
     t = {**_PYSOT_TRACK_DEFAULTS, **section}
     if t["TYPE"] not in TRACKER_TYPES:
         raise ConfigError(f"{where}: TRACK.TYPE {t['TYPE']!r} is not supported; this project implements "
-                          f"{', '.join(TRACKER_TYPES)} (short-term tracking)")
+                          f"{', '.join(TRACKER_TYPES)} (short-term and long-term SiamRPN++ tracking)")
     try:
-        return TrackerConfig(
+        config = TrackerConfig(
             exemplar_size=int(t["EXEMPLAR_SIZE"]), instance_size=int(t["INSTANCE_SIZE"]),
             base_size=int(t["BASE_SIZE"]), context_amount=float(t["CONTEXT_AMOUNT"]),
             penalty_k=float(t["PENALTY_K"]), window_influence=float(t["WINDOW_INFLUENCE"]),
-            lr=float(t["LR"]), stride=anchor.stride, ratios=anchor.ratios, scales=anchor.scales)
+            lr=float(t["LR"]), stride=anchor.stride, ratios=anchor.ratios, scales=anchor.scales,
+            long_term=t["TYPE"] == LONG_TERM_TYPE, lost_instance_size=int(t["LOST_INSTANCE_SIZE"]),
+            confidence_low=float(t["CONFIDENCE_LOW"]), confidence_high=float(t["CONFIDENCE_HIGH"]))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: a TRACK value is not a number ({e})") from None
+    _check_search_size(config.instance_size, "TRACK.INSTANCE_SIZE", config, where)
+    if config.long_term:
+        _check_long_term(config, where)
+    return config
+
+
+def _check_search_size(size: int, key: str, config: TrackerConfig, where: str) -> None:
+    """The anchor grid ``(X - EXEMPLAR_SIZE) // STRIDE + 1 + BASE_SIZE`` only lines up with the network's
+    score map when ``X - EXEMPLAR_SIZE`` is a multiple of STRIDE (pysot's floor division would silently
+    shift every anchor otherwise)."""
+    e, stride = config.exemplar_size, config.stride
+    if size > e and (size - e) % stride == 0:
+        return
+    below = e + max(stride, (size - e) // stride * stride)
+    above = below + stride
+    raise ConfigError(
+        f"{where}: {key} {size} with TRACK.EXEMPLAR_SIZE {e} and ANCHOR.STRIDE {stride} does not give an "
+        f"integer score map ({size} - {e} = {size - e} is not a positive multiple of {stride}); use "
+        f"{key} {below} or {above} (EXEMPLAR_SIZE + k * STRIDE)")
+
+
+def _check_long_term(config: TrackerConfig, where: str) -> None:
+    _check_search_size(config.lost_instance_size, "TRACK.LOST_INSTANCE_SIZE", config, where)
+    if config.lost_instance_size <= config.instance_size:
+        raise ConfigError(f"{where}: TRACK.LOST_INSTANCE_SIZE {config.lost_instance_size} must be larger than "
+                          f"TRACK.INSTANCE_SIZE {config.instance_size} (the long-term tracker searches a larger "
+                          "crop once the target is lost; pysot's default is 831)")
+    low, high = config.confidence_low, config.confidence_high
+    if not 0.0 < low <= high < 1.0:
+        raise ConfigError(f"{where}: TRACK.CONFIDENCE_LOW {low} and CONFIDENCE_HIGH {high} must satisfy "
+                          "0 < LOW <= HIGH < 1 (pysot: 0.8 and 0.998 in its long-term config)")

@@ -182,7 +182,7 @@ def _load_fp32(path: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runtime.contract import GRAPHS, XCORR_FLAVOURS, artifact_name
+    from runtime.contract import ALL_GRAPHS, LOST_GRAPH, XCORR_FLAVOURS, artifact_name
 
     parser = argparse.ArgumentParser(
         prog="siamtrack fp16",
@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                "  siamtrack fp16 artifacts/r50                      # both graphs, every flavour present\n"
                "  siamtrack fp16 artifacts/r50 --keep-fp32-op Softmax --keep-fp32-node search:/neck/Conv\n"
                "  siamtrack fp16 artifacts/r50 --io fp16 --xcorr fp16   # TensorRT-only graphs\n"
-               "writes template.fp16.<flavour>.onnx and search.fp16.<flavour>.onnx next to the FP32 ones.\n"
+               "writes template.fp16.<flavour>.onnx and search.fp16.<flavour>.onnx next to the FP32 ones\n"
+               "(and search_lost.fp16.<flavour>.onnx for a long-term export; search:NODE applies to it too).\n"
                "--io fp32 (default) keeps float32 inputs/outputs so every backend feeds them unchanged;\n"
                "--xcorr fp32 (default) keeps the xcorr op in float32 (ONNX Runtime's op needs it).")
     parser.add_argument("model_dir", type=Path, help="folder with template/search .fp32.<flavour>.onnx")
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--xcorr", choices=IO_CHOICES, default="fp32", help="xcorr input/output type")
     parser.add_argument("--keep-fp32-op", action="append", default=[], help="op type kept float32 (repeat)")
     parser.add_argument("--keep-fp32-node", action="append", default=[], metavar="GRAPH:NODE",
-                        help="node kept float32, GRAPH template or search (repeat)")
+                        help="node kept float32, GRAPH template, search or search_lost (repeat)")
     parser.add_argument("--flavour", choices=XCORR_FLAVOURS, action="append", help="default: all present")
     parser.add_argument("--out-dir", type=Path, help="default: model_dir")
     parser.add_argument("--only-stale", action="store_true",
@@ -212,15 +213,20 @@ def main(argv: list[str] | None = None) -> int:
                                 if (args.model_dir / artifact_name("search", "fp32", f, "onnx")).is_file()]
     if not flavours:
         raise InputError(f"{args.model_dir}: no search.fp32.<flavour>.onnx; export the model first")
-    bad = [n for n in args.keep_fp32_node if n.split(":", 1)[0] not in GRAPHS or ":" not in n]
+    bad = [n for n in args.keep_fp32_node if n.split(":", 1)[0] not in ALL_GRAPHS or ":" not in n]
     if bad:
-        raise InputError(f"--keep-fp32-node {', '.join(bad)}: expected GRAPH:NODE with GRAPH template or search")
+        raise InputError(f"--keep-fp32-node {', '.join(bad)}: expected GRAPH:NODE with GRAPH template, search "
+                         "or search_lost")
     written, current = [], []
     for flavour in flavours:
-        for graph in GRAPHS:
+        for graph in ALL_GRAPHS:
             src = args.model_dir / artifact_name(graph, "fp32", flavour, "onnx")
+            if graph == LOST_GRAPH and not src.is_file():
+                continue   # a short-term export has no long-term search graph
             out = (args.out_dir or args.model_dir) / artifact_name(graph, "fp16", flavour, "onnx")
-            nodes = [n.split(":", 1)[1] for n in args.keep_fp32_node if n.startswith(f"{graph}:")]
+            # the long-term graph is the search network traced larger: same node names, same choices
+            owners = (graph, "search") if graph == LOST_GRAPH else (graph,)
+            nodes = sorted({n.split(":", 1)[1] for n in args.keep_fp32_node if n.split(":", 1)[0] in owners})
             options = dict(io=args.io, xcorr=args.xcorr, keep_fp32_ops=args.keep_fp32_op, keep_fp32_nodes=nodes)
             if args.only_stale and src.is_file() and is_current(src, out, **options):
                 current.append(str(out))

@@ -82,3 +82,46 @@ class SearchGraph(nn.Module):
         for i in range(1, len(outputs)):
             total = total + outputs[i] * weights[i]
         return total
+
+
+def lost_search_spec(cfg, spec):
+    """``spec`` with the long-term tracker's large search size (``cfg.tracker.lost_instance_size``) and
+    its score map, both checked: the size must give a whole number of anchor steps
+    ((LOST_INSTANCE_SIZE - EXEMPLAR_SIZE) divisible by STRIDE, as pysot's score-size formula assumes),
+    and the network's own map for that crop (a shapes-only forward) must be the tracker's anchor grid.
+    Raises ``export.config.ConfigError`` naming the sizes otherwise. Returns ``spec`` unchanged when it
+    already has a lost size (a long-term config)."""
+    import dataclasses
+
+    from export.config import ConfigError
+
+    if spec.lost_instance_size:
+        return spec
+    t = cfg.tracker
+    where = getattr(cfg, "source", "") or cfg.name
+    size, extra = t.lost_instance_size, t.lost_instance_size - t.exemplar_size
+    if size <= t.instance_size or extra % t.stride:
+        raise ConfigError(
+            f"{where}: TRACK.LOST_INSTANCE_SIZE {size} cannot make the long-term search graph: it must be larger "
+            f"than INSTANCE_SIZE {t.instance_size} and (LOST_INSTANCE_SIZE - EXEMPLAR_SIZE {t.exemplar_size}) "
+            f"must be a multiple of ANCHOR.STRIDE {t.stride}, or the score map is not a whole anchor grid "
+            f"({extra} / {t.stride} = {extra / t.stride:.3g}); pysot's LT configs use 831 with 127 and 8")
+    measured = _score_size_at(cfg, size)
+    if measured != t.lost_score_size:
+        raise ConfigError(
+            f"{where}: the network gives a {measured}x{measured} score map for TRACK.LOST_INSTANCE_SIZE {size}, "
+            f"but the tracker's anchor grid for it is {t.lost_score_size}x{t.lost_score_size}; fix "
+            "TRACK.LOST_INSTANCE_SIZE / BASE_SIZE")
+    return dataclasses.replace(spec, lost_instance_size=size, lost_score_size=measured)
+
+
+def _score_size_at(cfg, size: int) -> int:
+    """Side of the network's cls map for a ``size`` search crop, from a shapes-only ('meta') forward."""
+    from export.model import build_model
+
+    with torch.device("meta"):
+        model = build_model(cfg)
+        e = cfg.tracker.exemplar_size
+        kernels = model.template_kernels(torch.empty(1, 3, e, e))
+        cls, _ = model.track_from_kernels(torch.empty(1, 3, size, size), kernels)
+    return int(cls.shape[2])

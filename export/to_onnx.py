@@ -6,6 +6,10 @@ custom-op one (``export.xcorr_op.expand_xcorr_nodes``), embeds the ``siamrpn.*``
 ``runtime.contract.GraphMeta``, checks each with ``onnx.checker`` and writes it atomically as
 ``<out>/<graph>.fp32.<flavour>.onnx``. The runtime needs nothing but these files.
 
+A model with a long-term lost size (a long-term pysot config, or ``--lost-search``) gets a third graph,
+``search_lost.fp32.<flavour>.onnx``: the search graph traced for the large crop (831 -> 97x97 for r50),
+from the same weights, with the same export id and metadata (``siamrpn.graph = search_lost``).
+
     python -m export.to_onnx --config r50 --checkpoint model.pth --out artifacts/r50
 """
 from __future__ import annotations
@@ -21,8 +25,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.contract import (CLS_OUTPUT, LOC_OUTPUT, META_EXPORTER, META_RANDOM, META_SOURCE, SEARCH_INPUT,
-                              TEMPLATE_INPUT,
+from runtime.contract import (CLS_OUTPUT, LOC_OUTPUT, LOST_GRAPH, META_EXPORTER, META_RANDOM, META_SOURCE,
+                              SEARCH_INPUT, TEMPLATE_INPUT,
                               XCORR_FLAVOURS, GraphMeta, ModelSpec, TrackerConfig, artifact_name,
                               sha256_file)
 from runtime.errors import InputError
@@ -34,7 +38,8 @@ MAX_BATCH = 64              # upper bound declared to torch.export for the symbo
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What ``export_pair`` wrote. paths: (graph, flavour) -> file, graph in {"template", "search"}."""
+    """What ``export_pair`` wrote. paths: (graph, flavour) -> file, graph in {"template", "search"} and
+    "search_lost" when ``spec.lost_instance_size`` is set."""
 
     out_dir: Path
     paths: dict
@@ -60,14 +65,16 @@ class ExportResult:
 
 def export_pair(cfg, model, out_dir: str | Path, flavours=XCORR_FLAVOURS, *, source_sha256: str,
                 source: str = "", random_weights: bool = False, opset: int = DEFAULT_OPSET,
-                progress=None, only_stale: bool = False) -> ExportResult:
+                progress=None, only_stale: bool = False, lost_search: bool = False) -> ExportResult:
     """Export ``model`` (an ``export.model.SiamRPN`` built from ``cfg``, weights loaded) to ``out_dir``.
 
     flavours: any of "plugin" (xcorr as one ``siamrpn::DepthwiseXCorr`` node) and "standard" (loop of
     grouped Convs). source_sha256: sha256 of the checkpoint (``state_dict_sha256`` for random weights).
     progress: optional callable(str) told about each step. only_stale: write only the files that do not
     already carry this export's id (the id is a hash of the checkpoint, the model and tracker settings
-    and the exporter versions), and trace nothing when every file does.
+    and the exporter versions), and trace nothing when every file does. lost_search: also write the
+    long-term tracker's large search graph for a model whose config has no lost size (a short-term
+    config; sizes from ``cfg.tracker.lost_instance_size``); a long-term config always gets it.
     """
     flavours = tuple(dict.fromkeys(flavours))
     bad = [f for f in flavours if f not in XCORR_FLAVOURS]
@@ -77,12 +84,17 @@ def export_pair(cfg, model, out_dir: str | Path, flavours=XCORR_FLAVOURS, *, sou
         raise InputError(f"opset {opset}: the export needs opset 13 or newer (Unsqueeze with axes input)")
     step = progress or (lambda _msg: None)
     spec = cfg.model_spec()
+    if lost_search:
+        from export.graphs import lost_search_spec
+
+        spec = lost_search_spec(cfg, spec)   # ConfigError when the lost size gives no whole anchor grid
+    graphs = ("template", "search", LOST_GRAPH) if spec.lost_instance_size else ("template", "search")
     model = model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     exporter = _exporter_versions(opset)
     export_id = _export_id(source_sha256, spec, cfg.tracker, exporter)
-    paths = {(g, f): out_dir / artifact_name(g, "fp32", f, "onnx") for f in flavours for g in ("template", "search")}
+    paths = {(g, f): out_dir / artifact_name(g, "fp32", f, "onnx") for f in flavours for g in graphs}
     current = tuple(k for k, p in paths.items() if only_stale and _is_current(p, export_id, k[1]))
     result = ExportResult(out_dir=out_dir, paths=paths, spec=spec, tracker=cfg.tracker, export_id=export_id,
                           source_sha256=source_sha256, source=source, random_weights=random_weights, opset=opset,
@@ -90,18 +102,23 @@ def export_pair(cfg, model, out_dir: str | Path, flavours=XCORR_FLAVOURS, *, sou
     if len(current) == len(paths):
         return result
 
-    step("tracing template graph")
-    template = _finish(_trace_template(model, spec, opset), opset)
-    step("tracing search graph")
-    search_plugin = _finish(_trace_search(model, spec, opset), opset)
+    stale = {g for (g, _f) in paths if (g, _f) not in current}   # trace only what some file still needs
+    traced = {}
+    if "template" in stale:
+        step("tracing template graph")
+        traced["template"] = _finish(_trace_template(model, spec, opset), opset)
+    if "search" in stale:
+        step("tracing search graph")
+        traced["search"] = _finish(_trace_search(model, spec, opset), opset)
+    if LOST_GRAPH in stale:
+        step("tracing long-term search graph")
+        traced[LOST_GRAPH] = _finish(_trace_search(model, spec, opset, spec.lost_instance_size), opset)
     for flavour in flavours:
-        step(f"writing {flavour} pair")
-        if all((g, flavour) in current for g in ("template", "search")):
-            continue
-        search = search_plugin if flavour == "plugin" else _expand(search_plugin)
-        for graph, proto in (("template", template), ("search", search)):
+        step(f"writing {flavour} graphs")
+        for graph in graphs:
             if (graph, flavour) in current:
                 continue
+            proto = traced[graph] if flavour == "plugin" or graph == "template" else _expand(traced[graph])
             meta = GraphMeta(graph=graph, spec=spec, tracker=cfg.tracker, source_sha256=source_sha256,
                              export_id=export_id, xcorr=flavour, precision="fp32",
                              extra={META_EXPORTER: json.dumps(exporter, sort_keys=True),
@@ -141,13 +158,14 @@ def _trace_template(model, spec: ModelSpec, opset: int):
                           {"template": {0: batch}}, opset)
 
 
-def _trace_search(model, spec: ModelSpec, opset: int):
+def _trace_search(model, spec: ModelSpec, opset: int, size: int | None = None):
+    """The search graph for ``size`` crops (default the instance size; the lost size for search_lost)."""
     import torch
 
     from export.graphs import SearchGraph
 
-    x = torch.rand(spec.search_shape(TRACE_BATCH)) * 255
-    kernels = tuple(torch.rand(spec.kernel_shape(TRACE_BATCH)) for _ in spec.kernel_names)
+    x = torch.rand(spec.search_shape(TRACE_BATCH, size)) * 255
+    kernels = tuple(torch.rand(spec.kernel_shape(TRACE_BATCH, k)) for k in spec.kernel_names)
     batch = torch.export.Dim("N", min=1, max=MAX_BATCH)
     dynamic = {"search": {0: batch}, "kernels": tuple({0: batch} for _ in spec.kernel_names)}
     return _dynamo_export(SearchGraph(model).eval(), (x, *kernels), [SEARCH_INPUT, *spec.kernel_names],
@@ -296,7 +314,9 @@ examples:
   # seeded random weights (tests the pipeline; the files are marked random)
   python -m export.to_onnx --config alex --random-seed 0 --out /tmp/alex
 
-Writes <out>/template.fp32.<flavour>.onnx and <out>/search.fp32.<flavour>.onnx. The files carry their
+Writes <out>/template.fp32.<flavour>.onnx and <out>/search.fp32.<flavour>.onnx, plus
+<out>/search_lost.fp32.<flavour>.onnx (the long-term tracker's 831 search) for a long-term config
+(TRACK.TYPE SiamRPNLTTracker) or with --lost-search. The files carry their
 contract (sizes, anchors, tracker values, checkpoint sha256) in metadata; `siamtrack track --model <out>`
 needs nothing else. "plugin" graphs hold the custom node siamrpn::DepthwiseXCorr (v1) for the TensorRT
 plugin / the ONNX Runtime extensions op; "standard" graphs use only standard ONNX ops.
@@ -313,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default artifacts/<config name>)")
     p.add_argument("--flavour", default="both", choices=["plugin", "standard", "both"],
                    help="xcorr flavour(s) to write (default both)")
+    p.add_argument("--lost-search", action="store_true",
+                   help="also export the long-term tracker's large search graph (search_lost.*: "
+                        "TRACK.LOST_INSTANCE_SIZE, 831 for pysot's configs) for a short-term config, so "
+                        "`--tracker long-term` can run it; automatic for a long-term config")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--only-stale", action="store_true",
                    help="write only the files that do not already hold this export (same checkpoint, config and "
@@ -343,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("artifacts") / Path(str(args.config)).stem
     flavours = XCORR_FLAVOURS if args.flavour == "both" else (args.flavour,)
     result = _export_with_progress(cfg, model, out, flavours, sha, source, random_weights, args.opset,
-                                   quiet=args.json, only_stale=args.only_stale)
+                                   quiet=args.json, only_stale=args.only_stale, lost_search=args.lost_search)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
@@ -357,15 +381,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights, opset, quiet, only_stale=False):
-    steps = 2 + len(flavours)
+def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights, opset, quiet, only_stale=False,
+                          lost_search=False):
+    steps = 3 + len(flavours)
     try:
         from tqdm import tqdm
     except ImportError:
         tqdm = None
     if tqdm is None or quiet:
         return export_pair(cfg, model, out, flavours, source_sha256=sha, source=source,
-                           random_weights=random_weights, opset=opset, only_stale=only_stale)
+                           random_weights=random_weights, opset=opset, only_stale=only_stale,
+                           lost_search=lost_search)
     with tqdm(total=steps, desc="export", unit="step", file=sys.stderr, leave=False) as bar:
         started = []
 
@@ -376,7 +402,8 @@ def _export_with_progress(cfg, model, out, flavours, sha, source, random_weights
             bar.set_postfix_str(msg)
 
         result = export_pair(cfg, model, out, flavours, source_sha256=sha, source=source,
-                             random_weights=random_weights, opset=opset, progress=progress, only_stale=only_stale)
+                             random_weights=random_weights, opset=opset, progress=progress, only_stale=only_stale,
+                             lost_search=lost_search)
         bar.update(steps - bar.n)
     return result
 

@@ -6,7 +6,8 @@ no TensorRT Runtime is ever constructed: without a driver it crashes the process
 pure, so every branch is testable on any machine.
 
 Artifact names follow ``runtime.contract.artifact_name``: a pair is ``template.<p>.<f>.<ext>`` plus
-``search.<p>.<f>.<ext>``, p in fp32|fp16|int8, f in plugin|standard, ext onnx|engine.
+``search.<p>.<f>.<ext>``, p in fp32|fp16|int8, f in plugin|standard, ext onnx|engine; and the ONNX
+Runtime INT8 placement ``template.int8.cpu.onnx`` / ``search.int8.cpu.onnx`` (``calibration.cpu_int8``).
 
 A variant pair whose export id differs from the FP32 graphs' (left by an interrupted build) or whose
 INT8 graphs come from two calibrations is never chosen (``runtime.variants``): the automatic choice
@@ -18,7 +19,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.contract import PRECISIONS, XCORR_FLAVOURS, artifact_name
+from runtime.contract import CPU_INT8_FLAVOUR, PRECISIONS, XCORR_FLAVOURS, artifact_name
 from runtime.errors import BackendUnavailable, ContractError, InputError
 
 ORDER = ("tensorrt", "onnxruntime", "torch")
@@ -27,8 +28,12 @@ ORDER = ("tensorrt", "onnxruntime", "torch")
 # FP16 graphs insert casts and run slower on CPU), and the standard grouped Conv over the Python custom op.
 TRT_PRECISION_ORDER = ("int8", "fp16", "fp32")
 TRT_FLAVOUR_ORDER = ("plugin", "standard")
+# INT8 is never picked by ``auto`` alone (FP32 comes first): it changes the boxes (precision-report
+# measures by how much), so it runs when the user asks for int8. Then the ``cpu`` placement comes
+# first: the TensorRT-placed INT8 graphs dequantize every weight and run each Conv in float on ORT,
+# slower than FP32 on any CPU (lite0: 2x), while the cpu graphs run ORT's integer kernels.
 ORT_PRECISION_ORDER = ("fp32", "int8", "fp16")
-ORT_FLAVOUR_ORDER = ("standard", "plugin")
+ORT_FLAVOUR_ORDER = (CPU_INT8_FLAVOUR, "standard", "plugin")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Probe:
     refused: dict = field(default_factory=dict, hash=False)
     unpaired: tuple[str, ...] = ()       # artifact files whose template/search twin is missing
     folder: str = ""
+    int8_kernels: str = ""               # ORT's INT8 kernel path on this CPU (runtime.cpu_features)
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,14 @@ class BackendChoice:
     checkpoint_path: str | None = None
 
 
+def _variants(ext: str) -> list[tuple[str, str]]:
+    """Every (precision, flavour) an artifact of ``ext`` can have."""
+    found = [(p, f) for p in PRECISIONS for f in XCORR_FLAVOURS]
+    return found + [("int8", CPU_INT8_FLAVOUR)] if ext == "onnx" else found
+
+
 def _pairs(folder: Path, ext: str) -> frozenset[tuple[str, str]]:
-    return frozenset((p, f) for p in PRECISIONS for f in XCORR_FLAVOURS
+    return frozenset((p, f) for p, f in _variants(ext)
                      if (folder / artifact_name("template", p, f, ext)).is_file()
                      and (folder / artifact_name("search", p, f, ext)).is_file())
 
@@ -86,6 +98,7 @@ def _importable(name: str) -> bool:
 def probe(folder: str | Path) -> Probe:
     """Look at ``folder`` and the installed libraries. Imports nothing heavy; asks the GPU through
     ``runtime.gpu.gpu_status`` (cuda-python), never through TensorRT."""
+    from runtime.backends.onnxrt import int8_kernel_description
     from runtime.gpu import gpu_status
     from runtime.variants import folder_problems
 
@@ -100,7 +113,8 @@ def probe(folder: str | Path) -> Probe:
         torch_model=bool(configs and checkpoints),
         config_path=str(configs[0]) if configs else None,
         checkpoint_path=str(checkpoints[0]) if checkpoints else None,
-        refused=folder_problems(folder), folder=str(folder), unpaired=_unpaired(folder))
+        refused=folder_problems(folder), folder=str(folder), unpaired=_unpaired(folder),
+        int8_kernels=int8_kernel_description())
 
 
 def _pick(available: frozenset, precision: str | None, flavour: str | None,
@@ -143,11 +157,10 @@ def _unpaired(folder: Path) -> tuple[str, ...]:
     """Names of template/search artifacts present without their twin (e.g. only the template ONNX)."""
     lone = []
     for ext in ("onnx", "engine"):
-        for p in PRECISIONS:
-            for f in XCORR_FLAVOURS:
-                have = {g: (folder / artifact_name(g, p, f, ext)).is_file() for g in ("template", "search")}
-                if have["template"] != have["search"]:
-                    lone.append(artifact_name("template" if have["template"] else "search", p, f, ext))
+        for p, f in _variants(ext):
+            have = {g: (folder / artifact_name(g, p, f, ext)).is_file() for g in ("template", "search")}
+            if have["template"] != have["search"]:
+                lone.append(artifact_name("template" if have["template"] else "search", p, f, ext))
     return tuple(lone)
 
 
@@ -213,7 +226,7 @@ def _consider(name: str, facts: Probe, precision, flavour, reasons: list[str]):
         pick = _pick_checked(facts, "onnx", facts.onnx_pairs, precision, flavour, ORT_PRECISION_ORDER,
                              ORT_FLAVOUR_ORDER, reasons, name)
         if pick:
-            reasons.append(f"onnxruntime: chosen, ONNX pair {pick[0]}.{pick[1]}")
+            reasons.append(f"onnxruntime: chosen, ONNX pair {pick[0]}.{pick[1]}" + _int8_note(facts, pick))
             return pick
         reasons.append(f"onnxruntime: no ONNX pair for {want} (pairs present: {_describe(facts.onnx_pairs)}"
                        f"{_missing_twins(facts, 'onnx')})")
@@ -226,6 +239,16 @@ def _consider(name: str, facts: Probe, precision, flavour, reasons: list[str]):
         reasons.append(f"torch: chosen, {facts.config_path} with {facts.checkpoint_path}")
         return (None, None)
     return None
+
+
+def _int8_note(facts: Probe, pick: tuple[str, str]) -> str:
+    """What an INT8 pick means on ONNX Runtime: the kernel path, or why the pair will be slow."""
+    if pick[0] != "int8":
+        return ""
+    if pick[1] != CPU_INT8_FLAVOUR:
+        return (f" (placed for TensorRT: on ONNX Runtime its Convs run in float after dequantizing, slower than "
+                f"FP32; `siamtrack quantize-cpu {facts.folder or 'MODEL_DIR'} --calib ...` makes the CPU INT8 pair)")
+    return f" ({facts.int8_kernels})" if facts.int8_kernels else ""
 
 
 def choose_artifact_backend(folder: str | Path, requested: str = "auto", precision: str | None = None,

@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 
-from runtime.cli_args import add_model_args, open_backend_from_args, parse_box
+from runtime.cli_args import add_model_args, add_tracker_arg, open_backend_from_args, parse_box
 from runtime.errors import InputError
 
 EPILOG = """\
@@ -33,7 +33,10 @@ examples:
 keys (window): r re-select the target, space pause/resume, q or Esc quit.
 JSON lines: frame, t_wall, t_mono, box ([x,y,w,h] or null when lost), score, state (init|tracking|lost),
 latency_ms (capture to result), track_ms. The target is "lost" after --lost-frames scores under
---lost-threshold, and found again after --found-frames scores at or above --found-threshold.
+--lost-threshold, and found again after --found-frames scores at or above --found-threshold. With the
+long-term tracker (--tracker long-term, or auto with a long-term config) the state is the tracker's own:
+lost while it searches its large crop, found when a score above its confidence_high brings it back (the
+four --lost/--found options then do not apply).
 
 ending a run: SIGINT (Ctrl-C) or SIGTERM (kill, systemd) ends it after the current frame: the recording
 is finalised, the summary printed, and the exit code is 130 (SIGINT) or 143 (SIGTERM); a second signal
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="camera, stream, video file or image folder (see below)")
     p.add_argument("--box", help="target x,y,w,h on the first frame (required with --headless)")
     add_model_args(p)
+    add_tracker_arg(p)
     p.add_argument("--json-out", metavar="FILE|-", help="write one JSON line per frame to FILE, or - for stdout")
     p.add_argument("--record", metavar="FILE", help="write the annotated video (.mp4 or .avi)")
     p.add_argument("--headless", action="store_true", help="no window (needs --box)")
@@ -164,17 +168,20 @@ def _run(args, stop, open_tracker=None) -> int:
     source = opener()  # fail fast on a bad source, before loading a model
     with contextlib.ExitStack() as stack:
         stack.callback(source.release)
-        from runtime.tracker import SiamRPNTracker
+        from runtime.tracker_choice import open_tracker as local_tracker
 
         if open_tracker is None:
             backend, tracker = open_backend_from_args(args), None
         else:  # a caller's tracker, e.g. a stream on a Triton server (serving.triton.camera)
+            if args.tracker == "long-term":
+                raise InputError("--tracker long-term needs a local model (--model): the tracker served "
+                                 "over --server is the short-term one")
             tracker, backend = open_tracker(args)
         stack.callback(backend.close)
         if getattr(backend, "random_weights", False):
             print("note: the model has seeded RANDOM weights; the boxes test the pipeline, not tracking",
                   file=sys.stderr)
-        tracker = tracker or SiamRPNTracker(backend)
+        tracker = tracker or local_tracker(backend, args.tracker)   # checks the lost search graph now
         json_out = sys.stdout if args.json_out == "-" else (
             stack.enter_context(_open_lines(args.json_out)) if args.json_out else None)
         recorder = Recorder(args.record, source.fps or args.folder_fps) if args.record else None
@@ -187,13 +194,16 @@ def _run(args, stop, open_tracker=None) -> int:
                                      reconnect=ReconnectPolicy(max_delay_s=args.reconnect_max_delay),
                                      fallback_fps=args.folder_fps)
         stack.enter_context(grabber)
+        long_term = bool(getattr(getattr(tracker, "config", None), "long_term", False))
         config = LiveConfig(backend_name=backend.name, policy=policy, max_frames=args.max_frames,
-                            first_frame_timeout_s=args.open_timeout, stall_timeout_s=args.stall_timeout)
+                            first_frame_timeout_s=args.open_timeout, stall_timeout_s=args.stall_timeout,
+                            tracker_lost_state=long_term)
         summary = run_live(grabber, tracker, box=box, window=window, json_out=json_out, recorder=recorder,
                            config=config, stop=stop)
     code = SIGNAL_EXIT_CODES.get(summary.end_reason, 0)
     sources.exit_code_if_stuck = code  # if a capture thread is still stuck in a driver at exit
     report = dict(summary.to_dict(), backend=backend.name, source=args.source,
+                  tracker="long-term" if long_term else "short-term",
                   random_weights=bool(getattr(backend, "random_weights", False)))
     if args.json:
         print(json.dumps(report), flush=True)

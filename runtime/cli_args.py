@@ -48,6 +48,21 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "the library's (all usable CPUs). TensorRT ignores it")
 
 
+TRACKER_HELP = (
+    "short-term: pysot's SiamRPN++ tracker. long-term: pysot's SiamRPNLTTracker: when the score drops "
+    "under its confidence_low (0.85) the target is lost and the tracker searches a large crop "
+    "(lost_instance_size, 831 px) around the last position, with no size update, until a score above "
+    "confidence_high (0.998) finds it again; needs an export with the large search graph (`siamtrack "
+    "export ... --lost-search`). auto (default): what the model's config says (pysot TRACK.TYPE)")
+
+
+def add_tracker_arg(p: argparse.ArgumentParser) -> None:
+    """--tracker {auto,short-term,long-term} (``runtime.tracker_choice``)."""
+    from runtime.tracker_choice import TRACKER_CHOICES
+
+    p.add_argument("--tracker", default="auto", choices=TRACKER_CHOICES, help=TRACKER_HELP)
+
+
 def open_backend_from_args(args: argparse.Namespace):
     from runtime.backends import open_backend
 

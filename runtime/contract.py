@@ -13,6 +13,8 @@ search graph
     inputs  ``search`` (N, 3, X, X)  X = instance size (255, 287 for alexnet), plus every kernel above
     outputs ``cls`` (N, 2A, S, S) and ``loc`` (N, 4A, S, S); A anchors, S score size.
             cls channels: [bg anchor 0..A-1, fg anchor 0..A-1]; loc channels: [dx x A, dy x A, dw x A, dh x A].
+search_lost graph (only when ModelSpec.lost_instance_size is set: the long-term tracker's lost state)
+    the search graph for X = lost_instance_size (831), S = lost_score_size (97 for r50): same names.
 
 xcorr flavours of the search graph
     plugin    one ``siamrpn::DepthwiseXCorr`` node (version 1) per correlation, output shape recorded,
@@ -64,8 +66,21 @@ META_RANDOM = "siamrpn.random_weights"       # "true" when exported from seeded 
 
 NORMALISATION = "bgr_0_255"
 GRAPHS = ("template", "search")
+# The long-term tracker's lost-state search graph: the search graph traced for the large crop
+# (``ModelSpec.lost_instance_size``), same inputs/outputs and weights, written by the same export (same
+# export id) only when the model has a lost size. A separate static graph, not a dynamic spatial axis
+# (README, architecture: "The long-term search graph"). Not in GRAPHS: every model has that pair.
+LOST_GRAPH = "search_lost"
+ALL_GRAPHS = GRAPHS + (LOST_GRAPH,)
 XCORR_FLAVOURS = ("plugin", "standard")
 PRECISIONS = ("fp32", "fp16", "int8")
+# INT8 placed for ONNX Runtime's CPU kernels (``calibration.cpu_int8``): the standard-xcorr graphs with
+# Q/DQ around every Conv so ORT fuses them into QLinearConv. It sits in the flavour slot of the name
+# (``search.int8.cpu.onnx``) because it is one more way to build the same graph, beside the TensorRT
+# placement ``search.int8.standard.onnx``; only precision int8 and ext onnx have it (TensorRT never
+# builds engines from it). Its graphs' ``siamrpn.xcorr`` metadata still says "standard".
+CPU_INT8_FLAVOUR = "cpu"
+ARTIFACT_FLAVOURS = XCORR_FLAVOURS + (CPU_INT8_FLAVOUR,)
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,8 @@ class ModelSpec:
 
     levels: RPN level suffixes, ("2", "3", "4") for the multi-level models, ("",) for a single RPN.
     kernel_channels, kernel_size: each kernel is (N, kernel_channels, kernel_size, kernel_size) float32.
+    level_channels: per-level channel counts when the levels differ (pysot's long-term r50 neck is
+    128/256/512), else empty; ``kernel_shape(n, name)`` then gives each kernel its own channels.
     """
 
     variant: str
@@ -134,6 +151,7 @@ class ModelSpec:
     # 0 when the export has no large search graph (a short-term model).
     lost_instance_size: int = 0
     lost_score_size: int = 0
+    level_channels: tuple[int, ...] = ()
 
     @property
     def kernel_names(self) -> tuple[str, ...]:
@@ -160,8 +178,16 @@ class ModelSpec:
         side = self.instance_size if size is None else size
         return (n, 3, side, side)
 
-    def kernel_shape(self, n: int = 1) -> tuple[int, int, int, int]:
-        return (n, self.kernel_channels, self.kernel_size, self.kernel_size)
+    def kernel_shape(self, n: int = 1, name: str | None = None) -> tuple[int, int, int, int]:
+        """(N, C, k, k) of kernel ``name`` (one of ``kernel_names``); C is per level when the levels differ,
+        so a caller that handles every kernel passes its name."""
+        c = self.kernel_channels
+        if self.level_channels:
+            if name is None:
+                raise ValueError(f"{self.variant}: kernels differ per level {self.level_channels}; "
+                                 "pass the kernel name to kernel_shape")
+            c = self.level_channels[self.kernel_names.index(name) // 2]
+        return (n, c, self.kernel_size, self.kernel_size)
 
     def cls_shape(self, n: int = 1, size: int | None = None) -> tuple[int, int, int, int]:
         s = self._score(size)
@@ -178,13 +204,17 @@ class ModelSpec:
     def from_json(cls, text: str) -> "ModelSpec":
         raw = json.loads(text)
         raw["levels"] = tuple(raw["levels"])
+        raw["level_channels"] = tuple(raw.get("level_channels", ()))
         return cls(**raw)
 
 
 def artifact_name(graph: str, precision: str, flavour: str, ext: str) -> str:
-    """``<graph>.<precision>.<flavour>.<ext>``, e.g. ``search.int8.plugin.onnx``."""
-    if graph not in GRAPHS or precision not in PRECISIONS or flavour not in XCORR_FLAVOURS:
+    """``<graph>.<precision>.<flavour>.<ext>``, e.g. ``search.int8.plugin.onnx`` or
+    ``search_lost.fp16.standard.engine``."""
+    if graph not in ALL_GRAPHS or precision not in PRECISIONS or flavour not in ARTIFACT_FLAVOURS:
         raise ValueError(f"unknown artifact parts {graph!r}, {precision!r}, {flavour!r}")
+    if flavour == CPU_INT8_FLAVOUR and (precision, ext) != ("int8", "onnx"):
+        raise ValueError(f"the {CPU_INT8_FLAVOUR!r} flavour exists only as int8 ONNX graphs, not {precision} .{ext}")
     return f"{graph}.{precision}.{flavour}.{ext}"
 
 

@@ -10,7 +10,8 @@ JSON lines (one object per processed frame, ``JSON_FIELDS``):
     t_mono      capture time, time.monotonic() seconds (float; for differences only)
     box         [x, y, w, h] floats in frame pixels, or null when the state is "lost"
     score       the tracker's score for the frame (float 0..1), null on "init" frames
-    state       "init" (target (re)selected on this frame) | "tracking" | "lost"
+    state       "init" (target (re)selected on this frame) | "tracking" | "lost" (the score rule of
+                ``runtime.lost``, or the long-term tracker's own lost state with ``tracker_lost_state``)
     latency_ms  capture to result, milliseconds (includes waiting in the slot and tracking)
     track_ms    time inside tracker.init / tracker.track, milliseconds
 
@@ -71,6 +72,8 @@ class LiveConfig:
     first_frame_timeout_s: give up if the source delivers nothing for this long at the start.
     stall_timeout_s: give up after this long without a frame once running (None: wait for reconnects).
     poll_s: how long one wait for a frame lasts before the loop polls keys and checks timeouts.
+    tracker_lost_state: the tracker is the long-term one and its results carry ``lost``: the reported
+    state follows the tracker's own lost state instead of ``policy``'s score rule.
     """
 
     backend_name: str = ""
@@ -79,6 +82,7 @@ class LiveConfig:
     first_frame_timeout_s: float = 10.0
     stall_timeout_s: float | None = None
     poll_s: float = 0.05
+    tracker_lost_state: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,7 +266,8 @@ class _Run:
         track_s = time.monotonic() - t0
         self.track_times.add(track_s * 1000)
         before = self.monitor.state
-        state = self.monitor.update(float(result.score))
+        tracker_lost = bool(result.lost) if self.cfg.tracker_lost_state else None
+        state = self.monitor.update(float(result.score), tracker_lost=tracker_lost)
         if state is not before:
             self.note_transition(frame.index, state.value)
         lost = state is TrackState.LOST

@@ -5,6 +5,11 @@ declared LOST only after ``frames_to_lose`` consecutive scores below ``lost_belo
 only after ``frames_to_find`` consecutive scores at or above ``found_above`` (a higher bar). Scores in
 between keep the current state and reset both runs. While LOST the caller must report no box: the
 tracker's box then is a guess, and a stale box reported as tracked is worse than none.
+
+The long-term tracker (``--tracker long-term``) knows better than this rule: it has its own lost state,
+with its own hysteresis (pysot's ``CONFIDENCE_LOW`` / ``CONFIDENCE_HIGH``), and searches differently
+while in it. Its ``TrackResult.lost`` is passed to ``update(score, tracker_lost=...)`` and the state
+follows it frame by frame, so what the user sees is what the tracker does.
 """
 from __future__ import annotations
 
@@ -54,8 +59,15 @@ class LostMonitor:
         self._weak = 0
         self._strong = 0
 
-    def update(self, score: float) -> TrackState:
-        """Score of the newest frame (NaN counts as weak) -> the state to report for that frame."""
+    def update(self, score: float, tracker_lost: bool | None = None) -> TrackState:
+        """Score of the newest frame (NaN counts as weak) -> the state to report for that frame.
+
+        tracker_lost: the long-term tracker's own state after this frame; when given it decides (and the
+        score runs start afresh, so a later switch back to the score rule does not inherit them)."""
+        if tracker_lost is not None:
+            self._weak = self._strong = 0
+            self.state = TrackState.LOST if tracker_lost else TrackState.TRACKING
+            return self.state
         p = self.policy
         weak = not math.isfinite(score) or score < p.lost_below
         strong = not weak and score >= p.found_above

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.cli_args import add_model_args, open_backend_from_args, parse_box
+from runtime.cli_args import add_model_args, add_tracker_arg, open_backend_from_args, parse_box
 from runtime.errors import InputError
 
 EPILOG = """\
@@ -20,6 +20,9 @@ examples:
   # frames 100..399 only; the box is on frame 100
   siamtrack track --model artifacts/lite0 --video clip.mp4 --start-frame 100 --end-frame 399 \\
       --box 120,80,60,40 --out boxes.txt
+  # the long-term tracker (re-detects a target that left the view; needs an export with the large
+  # search graph: siamtrack export ... --lost-search)
+  siamtrack track --model artifacts/lite0 --tracker long-term --video clip.mp4 --box 120,80,60,40
   # seeded random weights (tests the path, tracks nothing meaningful)
   siamtrack track --model alex --random-seed 0 --video clip.mp4 --box 120,80,60,40
 
@@ -28,7 +31,8 @@ being the init box, in the format pysot's toolkit reads. Frame numbers are 0-bas
 included. Every frame must have the first frame's size. The chosen backend, precision and flavour are
 printed first (and are in --json); a progress bar runs on a terminal (not with --json or when stderr is
 redirected). --save-video draws the camera overlay: frame number, backend, FPS, score and the state
-(init / tracking / lost, lost after 3 scores under 0.3 as in `siamtrack camera`). Output paths are
+(init / tracking / lost, lost after 3 scores under 0.3 as in `siamtrack camera`; with the long-term
+tracker, lost while the tracker itself is in its lost state). Output paths are
 checked (and missing folders created) before any tracking.
 """
 
@@ -37,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="siamtrack track", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
+    add_tracker_arg(p)
     p.add_argument("--video", required=True, help="video file or folder of images")
     p.add_argument("--box", required=True, help="init box x,y,w,h on the first tracked frame")
     p.add_argument("--start-frame", type=int, default=0, metavar="N",
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from runtime.frames import as_boxes
-    from runtime.tracker import SiamRPNTracker
+    from runtime.tracker_choice import open_tracker, tracker_name
     from runtime.video_io import FrameReader
 
     stop = None if args.end_frame is None else args.end_frame + 1
@@ -99,17 +104,22 @@ def main(argv: list[str] | None = None) -> int:
                          f"(it has {reader.total_frames} frames); pass a smaller --start-frame")
     as_boxes(box, first.shape[:2], what="--box")  # before the model loads: a wrong box fails at once
     backend = open_backend_from_args(args)
-    chosen = describe_backend(backend)
+    try:   # an export without the large search graph asked for long-term fails here, not frames later
+        tracker = open_tracker(backend, args.tracker)
+    except BaseException:
+        backend.close()
+        raise
+    chosen = dict(describe_backend(backend), tracker=tracker_name(tracker.config))
     random_weights = bool(getattr(backend, "random_weights", False))
     if not args.json:
         print(f"backend {chosen['backend']}, precision {chosen['precision'] or 'n/a'}, "
-              f"flavour {chosen['flavour'] or 'n/a'}", file=sys.stderr)
+              f"flavour {chosen['flavour'] or 'n/a'}, {chosen['tracker']} tracker", file=sys.stderr)
         if random_weights:
             print("note: the model has seeded RANDOM weights; the boxes below test the pipeline, not tracking",
                   file=sys.stderr)
-    tracker = SiamRPNTracker(backend)
     video = _AnnotatedVideo(args.save_video, reader.fps or 30.0, chosen["backend"]) if args.save_video else None
     lines: list[str] = []
+    lost_frames = 0
     track_seconds = 0.0
     wall_start = time.perf_counter()
     progress = tqdm(total=len(reader) or None, desc="track", unit="frame", file=sys.stderr, leave=False,
@@ -119,15 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             if offset == 0:
                 tracker.init(frame, np.asarray(box, dtype=np.float64))
-                out_box, score = np.asarray(box, dtype=np.float64), None
+                out_box, score, lost = np.asarray(box, dtype=np.float64), None, None
             else:
                 result = tracker.track(frame)
                 out_box, score = result.box_xywh, result.score
+                lost = bool(result.lost) if tracker.config.long_term else None
+                lost_frames += bool(lost)
             track_seconds += time.perf_counter() - t0 if offset else 0.0
             lines.append(",".join(f"{v:.4f}" for v in out_box) + "\n")
             if video is not None:
                 video.write(frame, args.start_frame + offset, out_box, score, offset / track_seconds
-                            if track_seconds > 0 else None)
+                            if track_seconds > 0 else None, tracker_lost=lost)
             progress.update()
     finally:
         progress.close()
@@ -144,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         "tracker_fps": tracked / track_seconds if track_seconds > 0 else None,
         "end_to_end_fps": len(lines) / wall if wall > 0 else None,
         "boxes": args.out, "video": args.save_video,
+        # frames the long-term tracker spent in its lost state (None: the short-term tracker has none)
+        "lost_frames": lost_frames if tracker.config.long_term else None,
     }
     if args.json:
         print(json.dumps(summary))
@@ -180,7 +194,9 @@ class _AnnotatedVideo:
         self.monitor = LostMonitor()
         self.writer = None
 
-    def write(self, frame, index: int, box, score, tracker_fps) -> None:
+    def write(self, frame, index: int, box, score, tracker_fps, tracker_lost: bool | None = None) -> None:
+        """tracker_lost: the long-term tracker's own lost state for this frame (None: short-term, the
+        score rule decides)."""
         import cv2
 
         from runtime.display import draw_overlay
@@ -195,7 +211,7 @@ class _AnnotatedVideo:
             self.monitor.reset()
             state = "init"
         else:
-            state = self.monitor.update(float(score)).value
+            state = self.monitor.update(float(score), tracker_lost=tracker_lost).value
         self.writer.write(draw_overlay(frame, box_xywh=box, score=score, state=state, fps=tracker_fps,
                                        backend=self.backend, frame_index=index))
 

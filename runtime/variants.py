@@ -7,6 +7,11 @@ metadata ``siamrpn.export_id``; an engine's sidecar ``export_id``), so a variant
 from the FP32 graphs' is found here and refused (or, when the precision was not asked for, skipped)
 instead of being tracked with silently. An INT8 pair must also carry one calibration id in both graphs
 (``calibration.quantize.quantize_pair``), or its template and search came from two calibrations.
+A long-term export's third graph (``search_lost.*``) must match the pair it sits beside (same export
+id, FP32 included; same calibration id for INT8), or ``lost_problem`` says why it is left unused. It
+never makes the pair itself unusable: a short-term re-export into a folder that held a long-term one
+leaves an old search_lost graph behind, and the short-term tracker must still run; asking for the
+large crop then gives the reason and the export command.
 
 Reads only metadata (``runtime.onnx_meta.read_metadata``) and sidecars: no onnx, no TensorRT.
 """
@@ -15,7 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime.contract import META_CALIBRATION, META_EXPORT_ID, PRECISIONS, XCORR_FLAVOURS, artifact_name
+from runtime.contract import (CPU_INT8_FLAVOUR, LOST_GRAPH, META_CALIBRATION, META_EXPORT_ID, PRECISIONS,
+                              XCORR_FLAVOURS, artifact_name)
 from runtime.errors import ContractError
 
 KINDS = ("onnx", "engine")
@@ -51,8 +57,11 @@ def _pair(folder: Path, precision: str, flavour: str, kind: str) -> tuple[Path, 
 def fp32_export_ids(folder: str | Path, flavour: str) -> tuple[set[str], str]:
     """(export ids, where they were read) of the FP32 graphs a ``flavour`` variant must match: the FP32
     ONNX files of that flavour, else of any flavour (one export writes both), else the FP32 engines'
-    sidecars. Empty when the folder has no FP32 artifact to compare with."""
+    sidecars. Empty when the folder has no FP32 artifact to compare with. The ``cpu`` INT8 flavour is
+    made from the standard FP32 graphs and compared with them."""
     folder = Path(folder)
+    if flavour == CPU_INT8_FLAVOUR:
+        flavour = "standard"
     for flavours, kind in (((flavour,), "onnx"), (XCORR_FLAVOURS, "onnx"), ((flavour,), "engine")):
         paths = [folder / artifact_name(g, "fp32", f, kind) for f in flavours for g in ("template", "search")]
         paths = [p for p in paths if p.is_file()]
@@ -96,6 +105,29 @@ def variant_problem(folder: str | Path, precision: str, flavour: str, kind: str)
     return None
 
 
+def lost_problem(folder: str | Path, precision: str, flavour: str, kind: str) -> str | None:
+    """Why the ``search_lost`` graph (kind "onnx") or engine ("engine") beside the ``precision``/``flavour``
+    pair in ``folder`` must be left unused, or None when it belongs with the pair (or either is absent)."""
+    folder = Path(folder)
+    pair = _pair(folder, precision, flavour, kind)
+    lost = folder / artifact_name(LOST_GRAPH, precision, flavour, kind)
+    if pair is None or not lost.is_file():
+        return None
+    try:
+        lost_id, search_id = _export_id(lost, kind), _export_id(pair[1], kind)
+    except _UNREADABLE as err:
+        return f"{lost.name} is unreadable ({type(err).__name__}: {err})"
+    if lost_id != search_id:
+        return (f"{lost.name} is from export {lost_id or '(none)'} but {pair[1].name} from export "
+                f"{search_id or '(none)'} (an older long-term export, or an interrupted build)")
+    if kind == "onnx" and precision == "int8":
+        cal_lost, cal_search = (calibration_info(p).get("calibration_id", "") for p in (lost, pair[1]))
+        if cal_lost != cal_search:
+            return (f"{lost.name} has calibration {cal_lost or '(none)'} but {pair[1].name} has "
+                    f"{cal_search or '(none)'} (quantize was interrupted)")
+    return None
+
+
 def folder_problems(folder: str | Path) -> dict[tuple[str, str, str], str]:
     """{(kind, precision, flavour): reason} for every variant pair in ``folder`` that must be refused."""
     found = {}
@@ -105,6 +137,9 @@ def folder_problems(folder: str | Path) -> dict[tuple[str, str, str], str]:
                 reason = variant_problem(folder, precision, flavour, kind)
                 if reason:
                     found[(kind, precision, flavour)] = reason
+    reason = variant_problem(folder, "int8", CPU_INT8_FLAVOUR, "onnx")   # ONNX Runtime's INT8 placement
+    if reason:
+        found[("onnx", "int8", CPU_INT8_FLAVOUR)] = reason
     return found
 
 
@@ -124,5 +159,8 @@ def fix_hint(folder: str | Path, kind: str, precision: str) -> str:
 def refusal_message(folder: str | Path, kind: str, precision: str, flavour: str, reason: str) -> str:
     """One error text: which files, why, and what to do."""
     what = "engines" if kind == "engine" else "ONNX graphs"
-    return (f"{folder}: refusing the {precision}.{flavour} {what}: {reason}. "
-            f"{fix_hint(folder, kind, precision)}.")
+    hint = fix_hint(folder, kind, precision)
+    if flavour == CPU_INT8_FLAVOUR:
+        hint = (f"Rerun build.sh with the same --out (it regenerates only what is stale), or regenerate them with "
+                f"`siamtrack quantize-cpu {folder} --calib ...`, or delete the stale int8.cpu files")
+    return f"{folder}: refusing the {precision}.{flavour} {what}: {reason}. {hint}."

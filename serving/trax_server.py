@@ -36,6 +36,8 @@ examples:
   siamtrack trax --model artifacts/lite0
   siamtrack trax --model artifacts/lite0 --backend onnxruntime --precision int8 --threads 1
   siamtrack trax --model config.yaml --checkpoint model.pth          # pysot files, PyTorch
+  # VOT long-term (VOT-LT) experiments: the long-term tracker; the confidence it reports is the score
+  siamtrack trax --model artifacts/lite0 --tracker long-term
 
 This command speaks TraX on stdin/stdout and is meant to be started by a TraX client, not by hand.
 Errors go to stderr (the toolkit's tracker log) and the process exits 1.
@@ -43,11 +45,12 @@ Errors go to stderr (the toolkit's tracker log) and the process exits 1.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.cli_args import add_model_args
+    from runtime.cli_args import add_model_args, add_tracker_arg
 
     p = argparse.ArgumentParser(prog="siamtrack trax", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
+    add_tracker_arg(p)
     p.add_argument("--name", default="siamtrack", help="tracker name reported to the client")
     return p
 
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     from siamtrack.api import Tracker
 
     tracker = Tracker.open(args.model, checkpoint=args.checkpoint, backend=args.backend, precision=args.precision,
-                           flavour=args.flavour, seed=args.random_seed, threads=args.threads)
+                           flavour=args.flavour, seed=args.random_seed, threads=args.threads,
+                           tracker=args.tracker)
     print(f"siamtrack trax: {tracker!r} ready", file=sys.stderr)
     from trax import Image, Region
     from trax.server import Server

@@ -1,7 +1,7 @@
 """The public Python API: one import to open a model and track a target with any backend.
 
     from siamtrack import Tracker
-    tracker = Tracker.open("artifacts/lite0")          # backend="auto", precision=None, threads=None
+    tracker = Tracker.open("artifacts/lite0")          # backend="auto", precision=None, tracker="auto"
     tracker.init(first_frame, (120, 80, 60, 40))       # BGR uint8 frame, x, y, w, h in pixels
     result = tracker.track(next_frame)                 # result.box_xywh, result.score, result.state
 
@@ -16,7 +16,8 @@ import numpy as np
 
 from runtime.backends import open_backend
 from runtime.protocol import box_to_vot_polygon, one_pass_init_box, vot_init_box, vot_region_to_box
-from runtime.tracker import SiamRPNTracker, TargetState, TrackResult
+from runtime.tracker import TargetState, TrackResult
+from runtime.tracker_choice import open_tracker
 
 __all__ = ["Tracker", "TrackResult", "TargetState", "one_pass_init_box", "vot_region_to_box", "vot_init_box",
            "box_to_vot_polygon"]
@@ -39,24 +40,34 @@ class Tracker:
 
     ``track`` returns a frozen ``TrackResult``: ``box_xywh`` ((4,) float64, read-only), ``score``
     (the raw foreground probability of the chosen anchor, 0..1; low values mean the target is likely
-    lost) and ``state`` (a ``TargetState``: centre, size, padding colour; ``set_state`` restores one).
+    lost), ``state`` (a ``TargetState``: centre, size, padding colour; ``set_state`` restores one) and
+    ``lost`` (the long-term tracker's lost state after this frame).
+
+    Two trackers (``tracker=``): "short-term" (pysot's SiamRPN++ tracker) and "long-term" (pysot's
+    SiamRPNLTTracker: under a score of ``confidence_low`` (0.85) it declares the target lost and searches
+    a ``lost_instance_size`` (831 px) crop around the last position, without size updates, until a score
+    above ``confidence_high`` (0.998); ``result.lost`` says which state it is in). "auto" takes the
+    model config's choice (pysot ``TRACK.TYPE``). Long-term needs an export with the large search graph
+    (``siamtrack export ... --lost-search``); ``open`` says so at once when it is missing.
 
     Attributes: ``backend_name`` ("onnxruntime", "tensorrt" or "torch"), ``precision`` and ``flavour``
     of the artifacts in use (None for PyTorch), ``threads`` (what was asked for; None = the library's
     default), ``random_weights`` (True for a PyTorch model built with ``seed`` and no checkpoint), and
-    ``backend`` (the ``runtime.backends.base.Backend`` itself, for batching or timing).
+    ``backend`` (the ``runtime.backends.base.Backend`` itself, for batching or timing), ``long_term``
+    (True when the long-term tracker runs).
     """
 
-    def __init__(self, backend, *, threads: int | None = None):
-        """Wrap an already opened ``runtime.backends.base.Backend``; most code calls ``Tracker.open``."""
+    def __init__(self, backend, *, threads: int | None = None, tracker: str = "auto"):
+        """Wrap an already opened ``runtime.backends.base.Backend``; most code calls ``Tracker.open``.
+        tracker: "auto", "short-term" or "long-term" (see the class doc)."""
         self.backend = backend
         self.threads = threads
-        self._tracker = SiamRPNTracker(backend)
+        self._tracker = open_tracker(backend, tracker)
 
     @classmethod
     def open(cls, model: str | Path, *, backend: str = "auto", precision: str | None = None,
              threads: int | None = None, checkpoint: str | Path | None = None, flavour: str | None = None,
-             seed: int | None = None) -> "Tracker":
+             seed: int | None = None, tracker: str = "auto") -> "Tracker":
         """Open a model and return a Tracker.
 
         model: a folder of exported artifacts (``siamtrack export`` / ``build.sh`` output, e.g.
@@ -67,13 +78,18 @@ class Tracker:
         backend). flavour: "plugin", "standard" or None. threads: CPU threads for ONNX Runtime's
         intra-op pool (per session) or torch (process-wide); None = the library's default; ignored by
         TensorRT. seed: PyTorch only, seeded random weights when no checkpoint is given (tests/demos).
+        tracker: "auto" (the model config's TRACK.TYPE), "short-term" or "long-term" (see the class doc).
 
         Raises ``runtime.errors.SiamTrackError`` subclasses with a message saying what to do (missing
         files, a backend that cannot run here, mismatched artifacts).
         """
         opened = open_backend(str(model), checkpoint=str(checkpoint) if checkpoint else None, backend=backend,
                               precision=precision, flavour=flavour, seed=seed, threads=threads)
-        return cls(opened, threads=threads)
+        try:
+            return cls(opened, threads=threads, tracker=tracker)
+        except BaseException:   # e.g. long-term asked of an export without the large search graph
+            opened.close()
+            raise
 
     # -- what is running ------------------------------------------------------------------------
     @property
@@ -89,6 +105,11 @@ class Tracker:
     @property
     def flavour(self) -> str | None:
         return getattr(self.backend, "flavour", None)
+
+    @property
+    def long_term(self) -> bool:
+        """True when pysot's long-term tracker (lost-state search) runs."""
+        return bool(self._tracker.config.long_term)
 
     @property
     def random_weights(self) -> bool:
@@ -128,5 +149,6 @@ class Tracker:
         self.close()
 
     def __repr__(self) -> str:
-        parts = [self.backend_name] + [p for p in (self.precision, self.flavour) if p]
+        parts = [self.backend_name] + [p for p in (self.precision, self.flavour) if p] \
+            + (["long-term"] if self.long_term else [])
         return f"Tracker({', '.join(parts)})"

@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fp16": ("export.fp16:main", "FP16 variants of an export (keep chosen ops in FP32)"),
     "calibrate": ("calibration.collect:main", "record calibration crops and kernels as the FP32 tracker sees them"),
     "quantize": ("calibration.quantize:main", "INT8 Q/DQ variants from a calibration set (max, percentile, entropy)"),
+    "quantize-cpu": ("calibration.cpu_int8:main",
+                     "INT8 graphs placed for ONNX Runtime's CPU kernels (QLinearConv, u8s8): *.int8.cpu.onnx"),
     "precision-report": ("calibration.report:main", "error and tracking agreement of each precision vs FP32"),
     "plugin": ("engines.plugin_build:main", "build the DepthwiseXCorr TensorRT plugin library for this GPU"),
     "engines": ("engines.build:main",
@@ -37,7 +39,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "run backends over a tracking dataset: result files, AUC/precision/AO/VOT tables, plots"),
     "latency": ("bench.latency:main", "per-stage latency, FPS and peak memory of backends, each in a fresh process"),
     "synth": ("bench.synth:main", "write seeded synthetic tracking sequences with exact ground truth"),
+    "longterm-report": ("bench.longterm_report:main",
+                        "short-term vs long-term tracker on generated long-term sequences: F-score, re-detection"),
     "precision-latency": ("bench.precision_latency:main", "ONNX Runtime CPU latency of FP32 vs FP16 vs INT8"),
+    "cpu-perf": ("bench.cpu_perf:main",
+                 "every CPU backend/precision end to end on a real 1280x720 clip vs PyTorch, 1 and 2 threads"),
     "report": ("bench.report:main", "re-render an accuracy or latency summary JSON as a table (and plots)"),
 }
 

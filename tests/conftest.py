@@ -25,6 +25,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _ort_cache_dir(tmp_path_factory):
+    """ONNX Runtime graphs prepared by the backend (runtime.backends.onnxrt_shared) go to a per-session
+    folder, not the user's ~/.cache; child processes inherit it."""
+    import os
+
+    os.environ["SIAMTRACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("siamtrack-cache"))
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir(tmp_path_factory) -> Path:
     """A per-session scratch folder for exported graphs and engines."""

@@ -56,3 +56,21 @@ def test_cached_tables_are_read_only():
         anchor_table(R50)[0, 0] = 1.0
     with pytest.raises(ValueError):
         cosine_window(R50)[0] = 1.0
+
+
+LT = TrackerConfig(long_term=True)  # lost_instance_size 831: (831 - 127) // 8 + 1 + 8 = 97
+
+
+def test_lost_state_grid_is_97_cells_spanning_minus_384_to_384():
+    # pysot's SiamRPNLTTracker calls generate_anchor(97) for its 831 crop: origin -(97 // 2) * 8
+    assert LT.lost_score_size == 97
+    table = anchor_table(LT, LT.lost_score_size).reshape(5, 97, 97, 4)
+    assert table[0, 0, 0, 0] == -384 and table[0, 0, 96, 0] == 384 and table[0, 96, 0, 1] == 384
+    np.testing.assert_array_equal(table[:, 48, 48, 2:], anchor_sizes(LT))   # same anchor shapes
+    window = cosine_window(LT, LT.lost_score_size).reshape(5, 97, 97)
+    np.testing.assert_array_equal(window[4], np.outer(np.hanning(97), np.hanning(97)))
+
+
+def test_both_sizes_are_built_once_and_kept_apart():
+    assert anchor_table(LT, 97) is anchor_table(LT, 97) and cosine_window(LT, 97) is cosine_window(LT, 97)
+    assert anchor_table(LT) is anchor_table(LT, 25) and anchor_table(LT).shape == (5 * 25 * 25, 4)

@@ -71,3 +71,39 @@ def test_probe_finds_complete_pairs_only(tmp_path):
     assert found.onnx_pairs == {("fp32", "standard")}  # fp16.plugin lacks its search graph
     assert found.engines == {("int8", "plugin")}
     assert not found.torch_model
+
+
+# --- the ONNX Runtime CPU INT8 placement (int8.cpu) ---------------------------------------------------
+ONNX_WITH_CPU_INT8 = ONNX | {("int8", "standard"), ("int8", "cpu")}
+
+
+def test_int8_on_onnxruntime_prefers_the_cpu_placement_and_names_the_kernel_path():
+    choice = choose_backend(facts(gpu=False, onnx_pairs=ONNX_WITH_CPU_INT8,
+                                  int8_kernels="INT8 kernel path vnni: exact and fast"), precision="int8")
+    assert (choice.backend, choice.precision, choice.flavour) == ("onnxruntime", "int8", "cpu")
+    assert "vnni" in choice.reasons[-1]
+
+
+def test_auto_without_a_precision_keeps_fp32_even_when_cpu_int8_is_present():
+    # INT8 changes the boxes; it runs only when asked for
+    choice = choose_backend(facts(gpu=False, onnx_pairs=ONNX_WITH_CPU_INT8))
+    assert (choice.precision, choice.flavour) == ("fp32", "standard")
+
+
+def test_tensorrt_placed_int8_on_onnxruntime_says_it_is_slow_and_how_to_make_the_cpu_pair():
+    choice = choose_backend(facts(gpu=False, onnx_pairs=ONNX | {("int8", "standard")}, folder="m"),
+                            precision="int8")
+    assert (choice.precision, choice.flavour) == ("int8", "standard")
+    assert "siamtrack quantize-cpu m" in choice.reasons[-1]
+
+
+def test_tensorrt_never_gets_the_cpu_flavour():
+    choice = choose_backend(facts(onnx_pairs=ONNX_WITH_CPU_INT8), precision="int8")
+    assert (choice.backend, choice.flavour) == ("tensorrt", "standard")
+
+
+def test_probe_finds_the_cpu_int8_pair(tmp_path):
+    for name in ("template.int8.cpu.onnx", "search.int8.cpu.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    found = probe(tmp_path)
+    assert ("int8", "cpu") in found.onnx_pairs and found.int8_kernels.startswith("INT8 kernel path")

@@ -51,3 +51,20 @@ def test_two_runs_in_fresh_processes_give_one_table_with_ratios_and_json(tmp_pat
     assert "error" in data["runs"]["onnxruntime-folder-fp32"]
     assert "x first run" in table and "alex-seed1" in table and "## Errors" in table
     assert report.latency_markdown(data) == table.rstrip("\n") + "\n"
+
+
+def test_host_time_is_each_track_call_minus_its_search_and_is_reported_with_its_cpu_time(tmp_path):
+    # the tiny tracker model runs the real tracker and ONNX Runtime in milliseconds
+    from tiny_tracker_model import write_tiny_tracker_model
+
+    from bench.runs import Run
+
+    model = write_tiny_tracker_model(tmp_path / "tiny")
+    params = {"warmup": 1, "iterations": 6, "template_iters": 2, "frame_wh": [160, 120], "threads": 1}
+    result = latency.measure(Run("onnxruntime", str(model), flavour="standard"), params)
+    host, e2e, search = (result["stages"][k] for k in ("host", "track_e2e", "search"))
+    assert host["n"] == e2e["n"] == search["n"] == 6
+    # per frame host = e2e - search, so no statistic of host can exceed the same one of e2e
+    assert 0 < host["min_ms"] <= e2e["min_ms"] and host["median_ms"] <= e2e["median_ms"]
+    assert "cpu_median_ms" in host
+    assert "host" in report.latency_markdown({"runs": {"tiny": result}, "environment": {}})

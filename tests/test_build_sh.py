@@ -128,3 +128,21 @@ def test_verify_runs_last_and_passes_without_a_gpu(built, tmp_path):
     proc = build(*SMALL, "--out", _copy(built, tmp_path), "--verify")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.index("== 7/7") < proc.stdout.index("== verify") < proc.stdout.index("build.sh: done")
+
+
+def test_a_short_term_build_says_the_long_term_graph_is_skipped_and_how_to_add_it(built):
+    step1 = section(built[1].stdout, "1/7")
+    assert "long-term search graph: skipped" in step1 and "--lost-search" in step1
+    assert not list(built[0].glob("search_lost.*"))
+
+
+def test_lost_search_adds_the_large_graph_and_its_variants_then_stays_up_to_date(built, tmp_path):
+    out = _copy(built, tmp_path)
+    proc = build(*SMALL, "--lost-search", "--out", out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {p.name for p in out.glob("search_lost.*.onnx")} == {
+        f"search_lost.{p}.{f}.onnx" for p in ("fp32", "fp16") for f in ("plugin", "standard")}
+    rerun = build(*SMALL, "--lost-search", "--out", out)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "up to date" in section(rerun.stdout, "1/7")
+    assert section(rerun.stdout, "2/7").count("up to date") == 6          # 3 graphs x 2 flavours

@@ -5,7 +5,11 @@ Expected tracker values are the table of spec section 8 (pysot's experiments/*/c
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from export.config import (BUILTIN_NAMES, ConfigError, ModelConfig, builtin_names, default_config,
@@ -160,8 +164,11 @@ def test_resolve_config_accepts_name_or_path(tmp_path):
     ('TYPE: "resnet50"', 'TYPE: "resnet18"', ["BACKBONE.TYPE", "resnet18", "resnet50"]),
     ("TYPE: 'MultiRPN'", "TYPE: 'UPChannelRPN'", ["RPN.TYPE", "UPChannelRPN"]),
     ("MASK: false", "MASK: true", ["MASK.MASK", "SiamMask"]),
-    ("TYPE: 'SiamRPNTracker'", "TYPE: 'SiamRPNLTTracker'", ["TRACK.TYPE", "SiamRPNLTTracker"]),
-    ("    PRETRAINED:", "    CHANNELS: [512, 1024, 2048]\n    PRETRAINED:", ["BACKBONE.CHANNELS"]),
+    ("TYPE: 'SiamRPNTracker'", "TYPE: 'SiamMaskTracker'", ["TRACK.TYPE", "SiamMaskTracker"]),
+    ("    PRETRAINED:", "    BOGUS: [512, 1024, 2048]\n    PRETRAINED:", ["BACKBONE.BOGUS"]),
+    # a key only pysot's long-term config sets, contradicting the KWARGS it repeats
+    ("    PRETRAINED:", "    CHANNELS: [256, 512, 1024]\n    PRETRAINED:",
+     ["BACKBONE.CHANNELS", "ADJUST.KWARGS.in_channels"]),
     ("        weighted: true", "        weighted: true\n        bogus: 1", ["RPN.KWARGS.bogus"]),
     ("ANCHOR_NUM: 5", "ANCHOR_NUM: 7", ["ANCHOR.ANCHOR_NUM", "7"]),
     ("META_ARC:", "SOMETHING: 1\nMETA_ARC:", ["SOMETHING"]),
@@ -201,3 +208,184 @@ def test_every_shipped_config_loads_and_has_a_consistent_spec(name):
     cfg = default_config(name)
     spec = cfg.model_spec()  # raises when the network's score map and the anchor grid disagree
     assert spec.score_size == cfg.tracker.score_size and spec.anchor_num == cfg.tracker.anchor_num
+
+
+# pysot's experiments/siamrpn_r50_l234_dwxcorr_lt/config.yaml, key for key: BACKBONE.CHANNELS,
+# ADJUST.ADJUST_CHANNEL and RPN.WEIGHTED are not in pysot's schema (its yacs raises KeyError on them),
+# TRACK.LOST_INSTANCE_SIZE is absent (pysot's default 831 applies).
+PYSOT_LT_YAML = """\
+META_ARC: "siamrpn_r50_l234_dwxcorr"
+
+BACKBONE:
+    TYPE: "resnet50"
+    KWARGS:
+        used_layers: [2, 3, 4]
+    CHANNELS: [512, 1024, 2048]
+
+ADJUST:
+    ADJUST: true
+    TYPE: "AdjustAllLayer"
+    ADJUST_CHANNEL: [128, 256, 512]
+    KWARGS:
+        in_channels: [512, 1024, 2048]
+        out_channels: [128, 256, 512]
+
+RPN:
+    TYPE: 'MultiRPN'
+    WEIGHTED: True
+    KWARGS:
+        anchor_num: 5
+        in_channels: [128, 256, 512]
+        weighted: true
+
+MASK:
+    MASK: False
+
+ANCHOR:
+    STRIDE: 8
+    RATIOS: [0.33, 0.5, 1, 2, 3]
+    SCALES: [8]
+    ANCHOR_NUM: 5
+
+TRACK:
+    TYPE: 'SiamRPNLTTracker'
+    PENALTY_K: 0.05
+    WINDOW_INFLUENCE: 0.28
+    LR: 0.22
+    EXEMPLAR_SIZE: 127
+    INSTANCE_SIZE: 255
+    BASE_SIZE: 8
+    CONTEXT_AMOUNT: 0.5
+    CONFIDENCE_LOW: 0.8
+    CONFIDENCE_HIGH: 0.998
+"""
+# The same tracker on the r50 (VOT) network, whose checkpoint is pysot's default model
+R50_LT_YAML = PYSOT_LT_YAML.replace("[128, 256, 512]", "[256, 256, 256]")
+
+
+def _assert_pysot_lt(cfg: ModelConfig) -> None:
+    t = cfg.tracker
+    assert t.long_term and (t.confidence_low, t.confidence_high) == (0.8, 0.998)
+    assert (t.lost_instance_size, t.lost_score_size, t.score_size) == (831, 97, 25)
+    assert (t.penalty_k, t.window_influence, t.lr) == (0.05, 0.28, 0.22)
+    assert cfg.adjust.out_channels == (128, 256, 512) and cfg.rpn.in_channels == (128, 256, 512)
+    assert cfg.rpn.weighted
+
+
+def test_pysot_long_term_config_loads_unchanged(tmp_path):
+    _assert_pysot_lt(load_config(_write(tmp_path, PYSOT_LT_YAML)))
+
+
+def test_pysot_long_term_config_from_a_pysot_checkout_loads_unchanged():
+    root = os.environ.get("PYSOT_ROOT")
+    if not root:
+        pytest.skip("PYSOT_ROOT is not set: set it to a STVIR/pysot checkout to read its own LT config")
+    _assert_pysot_lt(load_config(Path(root) / "experiments" / "siamrpn_r50_l234_dwxcorr_lt" / "config.yaml"))
+
+
+def test_short_term_configs_keep_pysot_long_term_defaults_and_stay_short_term():
+    t = default_config("r50").tracker
+    assert not t.long_term and (t.lost_instance_size, t.confidence_low, t.confidence_high) == (831, 0.85, 0.998)
+
+
+@pytest.mark.parametrize("old,new,words", [
+    ("    CONTEXT_AMOUNT: 0.5\n    CONFIDENCE", "    CONTEXT_AMOUNT: 0.5\n    LOST_INSTANCE_SIZE: 830\n    CONFIDENCE",
+     ["TRACK.LOST_INSTANCE_SIZE 830", "EXEMPLAR_SIZE 127", "STRIDE 8", "823 or 831"]),
+    ("INSTANCE_SIZE: 255", "INSTANCE_SIZE: 256", ["TRACK.INSTANCE_SIZE 256", "255 or 263"]),
+    ("    CONTEXT_AMOUNT: 0.5\n    CONFIDENCE", "    CONTEXT_AMOUNT: 0.5\n    LOST_INSTANCE_SIZE: 255\n    CONFIDENCE",
+     ["TRACK.LOST_INSTANCE_SIZE 255", "larger than", "INSTANCE_SIZE 255"]),
+    ("CONFIDENCE_LOW: 0.8", "CONFIDENCE_LOW: 0.999", ["CONFIDENCE_LOW 0.999", "CONFIDENCE_HIGH 0.998"]),
+    ("ADJUST_CHANNEL: [128, 256, 512]", "ADJUST_CHANNEL: [256, 256, 256]",
+     ["ADJUST.ADJUST_CHANNEL", "ADJUST.KWARGS.out_channels"]),
+])
+def test_bad_long_term_configs_are_rejected_by_key(tmp_path, old, new, words):
+    assert old in PYSOT_LT_YAML
+    path = _write(tmp_path, PYSOT_LT_YAML.replace(old, new, 1))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert str(path) in msg and all(w in msg for w in words), msg
+
+
+def test_a_long_term_model_spec_carries_the_lost_search_size_measured_on_the_network(tmp_path):
+    spec = load_config(_write(tmp_path, R50_LT_YAML)).model_spec()
+    assert (spec.instance_size, spec.score_size, spec.lost_instance_size, spec.lost_score_size) == (255, 25, 831, 97)
+    assert spec.search_sizes == (255, 831) and spec.cls_shape(2, 831) == (2, 10, 97, 97)
+    larger = load_config(_write(tmp_path, R50_LT_YAML.replace("CONTEXT_AMOUNT: 0.5",
+                                                              "CONTEXT_AMOUNT: 0.5\n    LOST_INSTANCE_SIZE: 639")))
+    assert (larger.model_spec().lost_instance_size, larger.model_spec().lost_score_size) == (639, 73)
+    assert default_config("r50").model_spec().lost_instance_size == 0   # short-term: no large graph
+
+
+def test_pysot_long_term_network_keeps_its_per_level_kernel_channels(tmp_path):
+    # Its neck gives 128/256/512 channels per level: the spec carries them, each kernel its own.
+    spec = load_config(_write(tmp_path, PYSOT_LT_YAML)).model_spec()
+    assert spec.level_channels == (128, 256, 512)
+    assert [spec.kernel_shape(1, k) for k in spec.kernel_names] == [
+        (1, 128, 5, 5), (1, 128, 5, 5), (1, 256, 5, 5), (1, 256, 5, 5), (1, 512, 5, 5), (1, 512, 5, 5)]
+    with pytest.raises(ValueError, match="pass the kernel name"):
+        spec.kernel_shape(1)                       # no silent "first level's shape" for a mixed spec
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    assert default_config("r50").model_spec().level_channels == ()   # uniform levels: unchanged JSON meaning
+
+
+def _shared_storage_checkpoint(path, key_shapes: dict) -> None:
+    """A pysot-layout state dict whose tensors are views of one zero storage: a file of the largest
+    tensor's size (torch.save stores a shared storage once), enough to exercise key/shape loading."""
+    import torch
+
+    biggest = max(int(np.prod(s)) for s in key_shapes.values())
+    store = torch.zeros(biggest)
+    state = {k: (store[:int(np.prod(s))].view(s) if not k.endswith("num_batches_tracked")
+                 else torch.zeros(s, dtype=torch.int64)) for k, s in key_shapes.items()}
+    torch.save(state, path)
+
+
+def _pysot_keys(name: str) -> dict:
+    listing = str(np.load(Path(__file__).parent / "data" / "pysot_model" / f"{name}.npz")["keys"])
+    return {k: tuple(json.loads(s)) for k, _, s in (line.partition(" ") for line in listing.splitlines())}
+
+
+def test_an_r50_checkpoint_loads_into_the_long_term_tracker_on_the_r50_network(tmp_path):
+    import torch
+
+    from export.checkpoint import load_checkpoint
+    from export.model import build_model
+
+    path = tmp_path / "model.pth"
+    _shared_storage_checkpoint(path, _pysot_keys("r50"))   # pysot's own r50 key/shape listing
+    cfg = load_config(_write(tmp_path, R50_LT_YAML))
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert load_checkpoint(model, path, cfg).tensors == 458
+
+
+def test_an_r50_checkpoint_with_pysot_s_long_term_network_names_the_differing_shapes(tmp_path):
+    import torch
+
+    from export.checkpoint import load_checkpoint
+    from export.model import build_model
+    from runtime.errors import CheckpointError
+
+    path = tmp_path / "model.pth"
+    _shared_storage_checkpoint(path, _pysot_keys("r50"))
+    cfg = load_config(_write(tmp_path, PYSOT_LT_YAML))
+    with torch.device("meta"):
+        model = build_model(cfg)
+    with pytest.raises(CheckpointError, match=r"(?s)0 missing, 0 unexpected.*neck\.downsample2"):
+        load_checkpoint(model, path, cfg)
+
+
+def test_pysot_long_term_network_has_pysot_s_keys_and_shapes(tmp_path):
+    """Our build of the LT config against pysot's own ModelBuilder for it (listing recorded with the
+    tracker fixture, tests/data/pysot_lt_tracker/README.md): r50's 458 key names, its own neck/head shapes."""
+    import torch
+
+    from export.model import build_model
+
+    fixture = np.load(Path(__file__).parent / "data" / "pysot_lt_tracker" / "pysot_lt_tracker_replay.npz")
+    with torch.device("meta"):
+        model = build_model(load_config(_write(tmp_path, PYSOT_LT_YAML)))
+    ours = "\n".join(f"{k} {list(v.shape)}" for k, v in model.state_dict().items())
+    assert ours == str(fixture["model_keys"])
+    assert [line.split(" ")[0] for line in ours.splitlines()] == list(_pysot_keys("r50"))

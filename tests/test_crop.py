@@ -164,3 +164,51 @@ def test_crops_up_to_the_cap_stay_byte_exact(monkeypatch):
     monkeypatch.setattr(crop_module, "MAX_EXACT_CROP_SIDE", 900)
     np.testing.assert_array_equal(get_subwindow(frame, (160.0, 120.0), 255, 900, avg),
                                   _pysot_padded_subwindow(frame, (160.0, 120.0), 255, 900, avg))
+
+
+def test_a_workspace_gives_pysots_bytes_while_the_target_moves_grows_shrinks_and_leaves_the_frame():
+    # the canvas keeps the padding between frames and resets only where the frame rectangle moved away
+    # from: every crop of this random walk (sides 5..400 px around a 60x80 frame, the fill changing
+    # twice, crops inside, straddling and entirely outside the frame) must still be pysot's
+    from runtime.crop import CropWorkspace
+
+    rng = np.random.default_rng(3)
+    workspace = CropWorkspace(max_canvas_side=300)       # small cap: crops above it take the old path
+    center, side, avg = np.array([40.0, 30.0]), 60, np.array([127.9, 3.2, 250.0])
+    for step in range(150):
+        frame = _textured_frame(60, 80, seed=step)
+        center = np.clip(center + rng.normal(0, 15, 2), -150, 230)
+        side = int(np.clip(side + rng.normal(0, 40), 5, 400))
+        if step in (50, 100):
+            avg = rng.uniform(0, 255, 3)
+        ours = crop_targets(frame, center[None], 31, np.array([side]), avg[None], workspace=workspace)[0]
+        np.testing.assert_array_equal(ours, _pysot_padded_subwindow(frame, center, 31, side, avg),
+                                      err_msg=f"step {step}: centre {center}, side {side}")
+
+
+def test_a_workspace_does_not_rebuild_the_padded_patch_every_frame():
+    # a 1500 px crop around a 320x240 frame: its padded patch is 6.75 MB; with a workspace only the
+    # first call pays for it
+    import tracemalloc
+
+    from runtime.crop import CropWorkspace
+
+    frame = _textured_frame(240, 320)
+    avg = frame.mean(axis=(0, 1))
+    workspace = CropWorkspace()
+    crop_targets(frame, np.array([[160.0, 120.0]]), 255, np.array([1500]), avg[None], workspace=workspace)
+    tracemalloc.start()
+    try:
+        crop_targets(frame, np.array([[170.0, 110.0]]), 255, np.array([1510]), avg[None], workspace=workspace)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_to_blob_into_a_buffer_fills_and_returns_that_buffer():
+    patches = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3), dtype=np.uint8)
+    out = np.full((2, 3, 5, 5), -1.0, np.float32)
+    blob = to_blob(patches, out=out)
+    assert blob is out
+    np.testing.assert_array_equal(blob, to_blob(patches))

@@ -8,7 +8,8 @@ import pytest
 
 from runtime.anchors import anchor_table, cosine_window
 from runtime.contract import TrackerConfig
-from runtime.postprocess import decode_boxes, foreground_scores, penalties, select
+from runtime.postprocess import (LOST_WINDOW_INFLUENCE, Selection, choose, clip_to_frame, decode_boxes,
+                                 foreground_scores, long_term_update, penalties, select)
 
 CFG = TrackerConfig()
 A, S = 5, 25
@@ -133,3 +134,96 @@ def test_select_handles_each_target_independently():
         np.testing.assert_array_equal(one.center_xy[0], both.center_xy[n])
         np.testing.assert_array_equal(one.size_wh[0], both.size_wh[n])
         assert one.score[0] == both.score[n] and one.index[0] == both.index[n]
+
+
+def test_select_is_choose_then_clip():
+    """The short-term step is the shared ``choose`` followed by pysot's ``_bbox_clip``."""
+    rng = np.random.default_rng(9)
+    cls = rng.normal(size=(2, 2 * A, S, S)).astype(np.float32)
+    loc = (0.3 * rng.normal(size=(2, 4 * A, S, S))).astype(np.float32)
+    center, size = np.array([[95.0, 5.0], [50.0, 50.0]]), np.array([[30.0, 8.0], [40.0, 30.0]])
+    scale = np.array([1.2, 0.9])
+    chosen = choose(cls, loc, center, size, scale, CFG, anchor_table(CFG), cosine_window(CFG))
+    clipped = clip_to_frame(chosen.center_xy, chosen.size_wh, (100, 100))
+    out = select(cls, loc, center, size, scale, (100, 100), CFG, anchor_table(CFG), cosine_window(CFG))
+    np.testing.assert_array_equal(out.center_xy, clipped[0])
+    np.testing.assert_array_equal(out.size_wh, clipped[1])
+
+
+def test_choose_takes_the_window_influence_of_the_lost_state():
+    # 0.95 at the centre, 0.99 at the corner cell (1, 1) where the window is ~0.0045: the window decides
+    cls = np.zeros((1, 2 * A, S, S), np.float32)
+    cls[0, A:] = -5.0
+    cls[0, A + 2, 12, 12] = math.log(0.95 / 0.05)
+    cls[0, A + 2, 1, 1] = math.log(0.99 / 0.01)
+    loc = np.zeros((1, 4 * A, S, S), np.float32)
+    args = (cls, loc, np.array([[50.0, 50.0]]), np.array([[32.0, 32.0]]), np.array([2.0]), CFG,
+            anchor_table(CFG), cosine_window(CFG))
+    assert choose(*args).index[0] == _flat(2, 12, 12)
+    assert choose(*args, window_influence=LOST_WINDOW_INFLUENCE).index[0] == _flat(2, 1, 1)
+
+
+def test_long_term_update_keeps_the_state_below_confidence_low_and_clips_only_the_box():
+    cfg = TrackerConfig(long_term=True, confidence_low=0.8, confidence_high=0.998)
+    chosen = Selection(center_xy=np.array([[130.0, 50.0], [130.0, 50.0]]), size_wh=np.array([[40.0, 5.0]] * 2),
+                       score=np.array([0.9, 0.5], np.float32), index=np.array([0, 0]))
+    old_center, old_size = np.array([[90.0, 50.0], [-20.0, 50.0]]), np.array([[30.0, 20.0], [30.0, 20.0]])
+    step = long_term_update(chosen, old_center, old_size, np.array([True, False]), (100, 120), cfg)
+    np.testing.assert_array_equal(step.center_xy, [[130.0, 50.0], [-20.0, 50.0]])   # moved / kept, unclipped
+    np.testing.assert_array_equal(step.size_wh, [[40.0, 5.0], [30.0, 20.0]])
+    np.testing.assert_array_equal(step.box_center_xy, [[120.0, 50.0], [0.0, 50.0]])  # clipped for the report
+    np.testing.assert_array_equal(step.box_size_wh, [[40.0, 10.0], [30.0, 20.0]])
+    assert step.lost.tolist() == [True, True]   # 0.9: between the thresholds, stays lost; 0.5: lost
+
+
+def _full_map_choice(cls, loc, size, scale, cfg, influence, s=S):
+    """pysot's order, over every candidate: decode, penalise, window, argmax (the reference for choose,
+    which computes the penalty only for the candidates that can win)."""
+    score = foreground_scores(cls)
+    boxes = decode_boxes(loc, anchor_table(cfg, s))
+    penalty = penalties(boxes, size, scale, cfg)
+    pscore = (penalty * score) * (1 - influence) + cosine_window(cfg, s) * influence
+    return np.argmax(pscore, axis=1), penalty, boxes
+
+
+@pytest.mark.parametrize("case", ["peak with a bad size", "flat scores", "huge deltas", "nan score", "lost map"])
+def test_choose_finds_pysots_argmax_and_values_whatever_the_map(case):
+    rng = np.random.default_rng(11)
+    s, influence = (CFG.lost_score_size, LOST_WINDOW_INFLUENCE) if case == "lost map" else (S, CFG.window_influence)
+    cls = (rng.normal(size=(2, 2 * A, s, s)) - 2).astype(np.float32)
+    loc = (0.2 * rng.normal(size=(2, 4 * A, s, s))).astype(np.float32)
+    if case == "peak with a bad size":
+        # the best raw score and window predicts a 50x larger box; a plain 0.5 next to it wins
+        cls[:, :A], cls[:, A:] = 0.0, -6.0
+        cls[:, A + 1, 12, 12] = 9.0
+        loc[:, 2 * A + 1, 12, 12] = loc[:, 3 * A + 1, 12, 12] = 4.0
+        cls[:, A + 2, 12, 13] = 0.0
+    elif case == "flat scores":            # every bound equal: ties everywhere
+        cls[:] = 0.0
+        loc = np.round(loc * 2) / 2
+    elif case == "huge deltas":            # sizes beyond float32 range for some candidates
+        loc[0, 2 * A:, 3, 4] = 60.0
+        loc[1, 3 * A:, 7, 7] = -60.0
+    elif case == "nan score":
+        cls[0, A + 2, 5, 5] = np.nan
+    size, scale = np.array([[30.0, 40.0], [12.0, 9.0]]), np.array([1.5, 2.0])
+    center = np.array([[50.0, 60.0], [10.0, 20.0]])
+    with np.errstate(all="ignore"):
+        best, penalty, boxes = _full_map_choice(cls, loc, size, scale, CFG, influence, s)
+        got = choose(cls, loc, center, size, scale, CFG, anchor_table(CFG, s), cosine_window(CFG, s), influence)
+    np.testing.assert_array_equal(got.index, best)
+    if case == "peak with a bad size":
+        assert best.tolist() == [_flat(2, 12, 13)] * 2
+    rows = np.arange(2)
+    np.testing.assert_array_equal(got.score, foreground_scores(cls)[rows, best])
+    lr = penalty[rows, best] * got.score.astype(np.float64) * CFG.lr
+    chosen = boxes[rows, :, best].astype(np.float64) / scale[:, None]
+    np.testing.assert_array_equal(got.center_xy, chosen[:, :2] + center)
+    np.testing.assert_array_equal(got.size_wh, size * (1 - lr[:, None]) + chosen[:, 2:] * lr[:, None])
+
+
+def test_clip_keeps_the_10_px_floor_in_a_frame_narrower_than_10_px():
+    # pysot: max(10, min(w, W)); a clip(w, 10, W) would give W = 8 here
+    center, size = clip_to_frame(np.array([[20.0, 3.0]]), np.array([[30.0, 30.0]]), (6, 8))
+    np.testing.assert_array_equal(center, [[8.0, 3.0]])
+    np.testing.assert_array_equal(size, [[10.0, 10.0]])

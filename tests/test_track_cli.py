@@ -43,7 +43,7 @@ def test_json_summary_names_backend_precision_and_flavour(tiny_model, frames, ca
 def test_text_mode_says_what_it_chose_before_tracking(tiny_model, frames, capsys):
     assert main(["--model", str(tiny_model), "--video", str(frames), "--box", BOX]) == 0
     err = capsys.readouterr().err
-    assert err.splitlines()[0] == "backend onnxruntime, precision fp32, flavour standard"
+    assert err.splitlines()[0] == "backend onnxruntime, precision fp32, flavour standard, short-term tracker"
 
 
 def test_start_and_end_frame_track_that_range_with_the_box_on_the_start_frame(tiny_model, frames, tmp_path,

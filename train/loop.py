@@ -57,9 +57,20 @@ class TrainConfig:
     seed: int = 0
     pretrained: bool = True
     init: str | None = None                 # pysot model.pth to start from (after the ImageNet backbone)
+    # Added after the shipped run; left out of the digest while at their defaults, so a run started
+    # before they existed still resumes (see ``digest``).
+    search_scale: float = 0.18              # search-crop scale jitter per axis (pysot DATASET.SEARCH.SCALE)
+    unfreeze_blocks: int | None = None      # with unfreeze_at: train only the last N backbone blocks
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        values = dataclasses.asdict(self)
+        for name, default in LATE_FIELDS.items():
+            if values[name] == default:
+                del values[name]
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+LATE_FIELDS = {"search_scale": 0.18, "unfreeze_blocks": None}
 
 
 @dataclass
@@ -116,17 +127,44 @@ def build_training_model(cfg: TrainConfig):
     return model_cfg, model
 
 
+def pair_config(cfg: TrainConfig, tracker):
+    """The pair sampling and augmentation settings of a run (pysot's, with this run's overrides)."""
+    from train.augment import SEARCH_AUG
+    from train.pairs import PairConfig
+
+    return PairConfig(neg=cfg.neg, tracker=tracker,
+                      search_aug=dataclasses.replace(SEARCH_AUG, shift=cfg.search_shift, scale=cfg.search_scale))
+
+
+def trainable_backbone_parameters(model, cfg: TrainConfig) -> list:
+    """The backbone parameters that train once it is unfrozen: all of them, or with ``unfreeze_blocks``
+    only those of its last N blocks (the stem and early blocks keep their ImageNet filters; fewer
+    weights to move on a small generated training set, and a shorter backward pass on a CPU)."""
+    if cfg.unfreeze_blocks is None:
+        return list(model.backbone.parameters())
+    blocks = getattr(model.backbone, "_blocks", None)
+    if blocks is None or not 1 <= cfg.unfreeze_blocks <= len(blocks):
+        have = "no numbered blocks" if blocks is None else f"{len(blocks)} blocks"
+        top = len(blocks) if blocks is not None else 0
+        raise TrainError(f"--unfreeze-blocks {cfg.unfreeze_blocks}: this backbone has {have}; give 1..{top}, "
+                         "or leave it out to train the whole backbone")
+    return [p for block in list(blocks)[-cfg.unfreeze_blocks:] for p in block.parameters()]
+
+
 def _param_groups(model, cfg: TrainConfig, backbone_trainable: bool):
     head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     groups = [{"params": head, "lr_mult": 1.0}]
     if backbone_trainable:
-        groups.append({"params": list(model.backbone.parameters()), "lr_mult": cfg.backbone_lr_mult})
+        groups.append({"params": trainable_backbone_parameters(model, cfg), "lr_mult": cfg.backbone_lr_mult})
     return groups
 
 
-def _set_backbone_trainable(model, trainable: bool) -> None:
+def _set_backbone_trainable(model, cfg: TrainConfig, trainable: bool) -> None:
     for p in model.backbone.parameters():
-        p.requires_grad_(trainable)
+        p.requires_grad_(False)
+    if trainable:
+        for p in trainable_backbone_parameters(model, cfg):
+            p.requires_grad_(True)
 
 
 def _make_optimizer(torch, model, cfg: TrainConfig, backbone_trainable: bool):
@@ -143,9 +181,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
     import torch
 
     from export.checkpoint import save_checkpoint
-    from train.augment import SEARCH_AUG
     from train.loss import siamrpn_loss
-    from train.pairs import PairConfig, PairSampler
+    from train.pairs import PairSampler
     from train.schedule import Schedule
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,9 +195,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
         load_checkpoint(model, cfg.init, model_cfg)
     if sequences is None:
         sequences = load_sequences(cfg.data, cfg.synth_frames, cfg.seed)
-    pair_cfg = PairConfig(neg=cfg.neg, tracker=model_cfg.tracker,
-                          search_aug=dataclasses.replace(SEARCH_AUG, shift=cfg.search_shift))
-    sampler = PairSampler(sequences, pair_cfg)
+    sampler = PairSampler(sequences, pair_config(cfg, model_cfg.tracker))
     schedule = Schedule(cfg.steps, cfg.warmup_steps, cfg.warmup_lr, cfg.base_lr, cfg.end_lr)
     state = TrainState()
     backbone_trainable = cfg.unfreeze_at is not None and cfg.unfreeze_at <= 0
@@ -175,7 +210,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
         backbone_trainable = cfg.unfreeze_at is not None and state.step >= cfg.unfreeze_at
-    _set_backbone_trainable(model, backbone_trainable)
+    _set_backbone_trainable(model, cfg, backbone_trainable)
     optimizer = _make_optimizer(torch, model, cfg, backbone_trainable)
     if resume and state_path.exists():
         optimizer.load_state_dict(saved["optimizer"])
@@ -188,7 +223,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
     while state.step < cfg.steps:
         if cfg.unfreeze_at is not None and state.step == cfg.unfreeze_at and not backbone_trainable:
             backbone_trainable = True
-            _set_backbone_trainable(model, True)
+            _set_backbone_trainable(model, cfg, True)
             optimizer = _make_optimizer(torch, model, cfg, True)
         lr = schedule.lr(state.step)
         for group in optimizer.param_groups:
@@ -314,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unfreeze-at", type=int, help="step at which the backbone starts training (default: frozen)")
     p.add_argument("--search-shift", type=float, default=d.search_shift,
                    help="max search-crop shift in px (spatial-aware sampling; 0 = centred targets)")
+    p.add_argument("--search-scale", type=float, default=d.search_scale,
+                   help="search-crop scale jitter per axis, +-fraction (default 0.18, pysot's); larger values "
+                        "teach the box regression to correct bigger size and aspect errors")
+    p.add_argument("--end-lr", type=float, default=d.end_lr, help="learning rate at the last step (log decay)")
+    p.add_argument("--unfreeze-blocks", type=int,
+                   help="with --unfreeze-at: train only the backbone's last N blocks (default: all of it)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-pretrained", action="store_true", help="start the backbone from random weights")
     p.add_argument("--init", help="start from this pysot-layout model.pth (e.g. to fine-tune a trained run)")
@@ -329,9 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(config=args.config, data=tuple(args.data or ("synth:400",)), synth_frames=args.synth_frames,
                       steps=args.steps, batch=args.batch, base_lr=args.base_lr, warmup_steps=args.warmup_steps,
                       unfreeze_at=args.unfreeze_at, search_shift=args.search_shift, seed=args.seed,
-                      pretrained=not args.no_pretrained, init=args.init)
+                      pretrained=not args.no_pretrained, init=args.init, search_scale=args.search_scale,
+                      end_lr=args.end_lr, unfreeze_blocks=args.unfreeze_blocks)
     if cfg.steps < 1 or cfg.batch < 1:
         raise InputError("--steps and --batch must be at least 1")
+    if cfg.unfreeze_blocks is not None and cfg.unfreeze_at is None:
+        raise InputError("--unfreeze-blocks needs --unfreeze-at (the step at which those blocks start training)")
+    if not 0 <= cfg.search_scale < 1:
+        raise InputError(f"--search-scale {cfg.search_scale}: give a fraction in [0, 1), e.g. 0.18")
     if args.threads:
         import torch
 

@@ -40,13 +40,15 @@ class Backend(ABC):
 
     Attributes set by subclasses: ``name`` (short id, e.g. "onnxruntime"), ``spec`` (ModelSpec),
     ``tracker_config`` (TrackerConfig, from the model's config or the graph metadata),
-    ``max_batch`` (largest N accepted, or None for no limit).
+    ``max_batch`` (largest N accepted, or None for no limit), ``lost_unavailable`` (why the export's large
+    search graph is not running here and what to do, for the error on the lost crop; "" otherwise).
     """
 
     name: str = "backend"
     spec: ModelSpec
     tracker_config: TrackerConfig
     max_batch: int | None = None
+    lost_unavailable: str = ""
 
     def run_template(self, crops: np.ndarray) -> Kernels:
         """crops: (N, 3, E, E) float32, BGR 0..255 -> Kernels for those N targets."""
@@ -63,6 +65,9 @@ class Backend(ABC):
         side = crops.shape[-1] if isinstance(crops, np.ndarray) and crops.ndim == 4 else None
         if side is not None and side > self.spec.instance_size and not self.spec.lost_instance_size:
             # a larger crop than the model's is the long-term tracker asking for its lost-state search
+            if self.lost_unavailable:   # the backend found one, unusable or missing for this variant
+                raise ContractError(f"{self.name}: search crops of {side} px need the long-term (lost) search "
+                                    f"graph: {self.lost_unavailable}")
             raise ContractError(
                 f"{self.name}: search crops of {side} px need the long-term (lost) search graph, which "
                 f"this export does not have (it runs {self.spec.search_sizes}); re-export the checkpoint "
@@ -108,7 +113,7 @@ class Backend(ABC):
             raise InputError(f"{self.name}: expected {len(names)} kernels {names}, got {len(kernels)}")
         n = kernels[0].shape[0]
         for name, k in zip(names, kernels):
-            if k.dtype != np.float32 or k.shape != self.spec.kernel_shape(n):
+            if k.dtype != np.float32 or k.shape != self.spec.kernel_shape(n, name):
                 raise InputError(f"{self.name}: kernel {name} is {k.dtype} {k.shape}, "
-                                 f"expected float32 {self.spec.kernel_shape(n)}")
+                                 f"expected float32 {self.spec.kernel_shape(n, name)}")
         return n

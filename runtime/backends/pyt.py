@@ -17,7 +17,9 @@ class TorchBackend(Backend):
     """Runs ``export.model.SiamRPN`` on the CPU under ``torch.inference_mode``.
 
     Kernels stay on the host: ``Kernels.arrays`` holds float32 numpy arrays in ``spec.kernel_names``
-    order, each (N, C, k, k). Attributes: ``cfg`` (export.config.ModelConfig), ``model``,
+    order, each (N, C, k, k). The model is fully convolutional, so it runs the long-term tracker's
+    large crop natively: ``spec`` carries the config's lost size (``export.graphs.lost_search_spec``)
+    whenever that size gives a whole anchor grid, long-term config or not. Attributes: ``cfg`` (export.config.ModelConfig), ``model``,
     ``random_weights`` (True when built by ``random``), ``load_report`` (export.checkpoint.LoadReport
     or None).
     """
@@ -32,7 +34,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(int(threads))  # process-wide: torch has no per-model setting
         self.cfg = cfg
         self.model = model.eval()
-        self.spec = cfg.model_spec()
+        self.spec = _spec_with_lost_size(cfg)
         self.tracker_config = cfg.tracker
         self.random_weights = False
         self.load_report = None
@@ -80,3 +82,16 @@ class TorchBackend(Backend):
             cls, loc = self.model.track_from_kernels(
                 torch.from_numpy(crops), [torch.from_numpy(np.ascontiguousarray(k)) for k in kernels.arrays])
         return cls.numpy().copy(), loc.numpy().copy()
+
+
+def _spec_with_lost_size(cfg):
+    """cfg's ModelSpec plus its lost search size; without it when that size makes no whole anchor grid
+    (a short-term config's unused TRACK.LOST_INSTANCE_SIZE must not stop it from loading)."""
+    from export.config import ConfigError
+    from export.graphs import lost_search_spec
+
+    spec = cfg.model_spec()
+    try:
+        return lost_search_spec(cfg, spec)
+    except ConfigError:
+        return spec

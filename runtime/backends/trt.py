@@ -1,5 +1,12 @@
 """TensorRT backend: two engines (template, search), one stream, buffers allocated once.
 
+A long-term export adds a third engine, ``search_lost`` (the 831 crop), run for crops of that size: it
+reads the same device kernel buffers as the search engine and has its own search/cls/loc buffers and
+its own CUDA graph (a "lane" per search engine, so switching between the lost and the normal state
+replays two captured graphs instead of re-capturing). Without it the spec has no lost size and the base
+class refuses the large crop with the export command. Unverified on a GPU (written against the
+documented API the two-engine path uses; nothing new is called).
+
 Reads top to bottom like NVIDIA's Python samples: check the sidecars, check the GPU, load the plugin
 library, deserialize, bind every tensor to a buffer allocated once for the largest batch, then per
 frame copy in, ``execute_async_v3``, copy out, synchronise. The template kernels are written by the
@@ -23,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import Backend, Kernels
-from runtime.contract import ModelSpec, TrackerConfig, artifact_name, sha256_file
+from runtime.contract import LOST_GRAPH, ModelSpec, TrackerConfig, artifact_name, sha256_file
 from runtime.engine_meta import (PRODUCTS, CurrentEnv, EngineSidecar, check_fresh, plugin_library_for, read_sidecar,
                                  stale_message)
 from runtime.errors import BackendUnavailable, ContractError, InputError
@@ -193,8 +200,21 @@ class _DeviceKernels:
         self.owner, self.generation, self.host = owner, generation, host
 
 
+class _Lane:
+    """One search engine with its own crop/cls/loc buffers, batch and CUDA graph (search, search_lost)."""
+
+    def __init__(self, session: EngineSession, size: int, use_graph: bool):
+        self.session, self.size = session, size
+        self.dev: dict = {}
+        self.host: dict = {}
+        self.n = 0
+        self.graph = None
+        self.use_graph = use_graph and not session.builtin_cuda_graph
+
+
 class TrtBackend(Backend):
-    """TensorRT inference over ``template.<p>.<f>.engine`` and ``search.<p>.<f>.engine``.
+    """TensorRT inference over ``template.<p>.<f>.engine`` and ``search.<p>.<f>.engine`` (and
+    ``search_lost.<p>.<f>.engine`` for the long-term tracker's large crop, when given).
 
     BUFFERS ARE ALLOCATED ONCE for the engines' largest batch and REUSED every frame; ``run_search``
     returns copies, so callers own their arrays.
@@ -203,55 +223,74 @@ class TrtBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, template_engine: str | Path, search_engine: str | Path, *, check_onnx: bool = True,
-                 cuda_graph: bool = True, plugin_library: str | Path | None = None):
+                 cuda_graph: bool = True, plugin_library: str | Path | None = None,
+                 lost_engine: str | Path | None = None):
         """plugin_library: the DepthwiseXCorr library for plugin engines, when it is neither in the engines'
         folder nor in the project's plugin build output (the sidecar only names it; see
-        ``runtime.engine_meta.plugin_library_for``)."""
+        ``runtime.engine_meta.plugin_library_for``). lost_engine: the export's search_lost engine."""
+        import dataclasses
+
         self.template_path, self.search_path = Path(template_engine), Path(search_engine)
+        self.lost_path = Path(lost_engine) if lost_engine else None
         self._explicit_plugin = plugin_library
-        self._closed, self._graph, self._buffers = False, None, []
-        meta_t, meta_s = self._read_checked_sidecars(check_onnx)
+        self._closed, self._buffers, self._lanes = False, [], []
+        meta_t, meta_s, meta_l = self._read_checked_sidecars(check_onnx)
         self.spec = ModelSpec.from_json(meta_s.model_spec)
+        if meta_l is None:  # no large engine: the lost crop gets base.py's re-export error
+            self.spec = dataclasses.replace(self.spec, lost_instance_size=0, lost_score_size=0)
         self.tracker_config = TrackerConfig.from_json(meta_s.tracker_config)
         self.precision, self.flavour = meta_s.precision, meta_s.flavour
         require_gpu(f"TensorRT engine {self.search_path}")
         self._trt = import_product(meta_s.product)
-        self._check_machine(meta_t)
-        self._check_machine(meta_s)
+        for meta in (meta_t, meta_s, meta_l):
+            if meta is not None:
+                self._check_machine(meta)
         if meta_s.plugin_library:
             self._plugin = load_plugin_library(self._trt, self._plugin_path(meta_s))
         self._runtime = self._trt.Runtime(product_logger(self._trt))
         self._template = EngineSession(self._trt, self._runtime, self.template_path)
         self._search = EngineSession(self._trt, self._runtime, self.search_path, builtin_cuda_graph=cuda_graph)
+        self._lost = (EngineSession(self._trt, self._runtime, self.lost_path, builtin_cuda_graph=cuda_graph)
+                      if meta_l is not None else None)
         self._check_io()
-        self.max_batch = min(self._template.max_batch, self._search.max_batch)
+        self.max_batch = min(s.max_batch for s in (self._template, self._search, self._lost) if s is not None)
+        self._lanes = [_Lane(self._search, self.spec.instance_size, cuda_graph)]
+        if self._lost is not None:
+            self._lanes.append(_Lane(self._lost, self.spec.lost_instance_size, cuda_graph))
         self._allocate_and_bind()
-        self._use_graph = cuda_graph and not self._search.builtin_cuda_graph
         # True while frames are replayed from a CUDA graph (ours, or TensorRT-RTX's built-in one)
         self.graph_active = self._search.builtin_cuda_graph
-        self._search_n = 0
         self._generation = 0
         self._loaded_generation = 0
 
     @classmethod
     def from_dir(cls, folder: str | Path, *, precision: str = "fp32", flavour: str | None = None,
-                 **kwargs) -> "TrtBackend":
+                 lost: bool = True, **kwargs) -> "TrtBackend":
         """Open ``template/search.<precision>.<flavour>.engine`` in ``folder`` (flavour None: plugin if
-        both its engines exist, else standard)."""
+        both its engines exist, else standard), and its ``search_lost`` engine when present and ``lost``."""
         folder = Path(folder)
         flavours = [flavour] if flavour else ["plugin", "standard"]
         for flav in flavours:
             paths = [folder / artifact_name(g, precision, flav, "engine") for g in ("template", "search")]
             if all(p.is_file() for p in paths):
-                return cls(*paths, **kwargs)
+                from runtime.variants import lost_problem
+
+                lost_path = folder / artifact_name(LOST_GRAPH, precision, flav, "engine")
+                unusable = lost_problem(folder, precision, flav, "engine") if lost else None
+                backend = cls(*paths, lost_engine=lost_path if lost and lost_path.is_file() and not unusable else None,
+                              **kwargs)
+                backend.lost_unavailable = (f"left unused: {unusable}; rebuild the engines from one export "
+                                            f"with `python -m engines.build {folder}`") if unusable else ""
+                return backend
         wanted = ", ".join(artifact_name("search", precision, f, "engine") for f in flavours)
         raise InputError(f"{folder}: no TensorRT engine pair for precision {precision} ({wanted} and its "
                          f"template); build them with `python -m engines.build {folder} --precision {precision}`")
 
     # --- loading -------------------------------------------------------------------------------
-    def _read_checked_sidecars(self, check_onnx: bool) -> tuple[EngineSidecar, EngineSidecar]:
-        """The pure checks: sidecars readable, a matching pair, plugin library and ONNX unchanged."""
-        for path in (self.template_path, self.search_path):
+    def _read_checked_sidecars(self, check_onnx: bool) -> tuple[EngineSidecar, EngineSidecar, EngineSidecar | None]:
+        """The pure checks: sidecars readable, a matching pair (and long-term engine), plugin library and
+        ONNX unchanged. Returns the template, search and search_lost (or None) sidecars."""
+        for path in (self.template_path, self.search_path) + ((self.lost_path,) if self.lost_path else ()):
             if not path.is_file():
                 raise InputError(f"{path}: engine file not found; build it with `python -m engines.build "
                                  f"{path.parent}`")
@@ -268,14 +307,30 @@ class TrtBackend(Backend):
             raise ContractError(f"{self.template_path.name} and {self.search_path.name} come from different "
                                 f"exports ({meta_t.export_id} vs {meta_s.export_id}); their kernels do not fit. "
                                 "Rebuild both from one export with `python -m engines.build`.")
-        for path, meta in ((self.template_path, meta_t), (self.search_path, meta_s)):
+        checked = [(self.template_path, meta_t), (self.search_path, meta_s)]
+        meta_l = None
+        if self.lost_path is not None:
+            meta_l = read_sidecar(self.lost_path)
+            problem = version_problem(meta_l.product, meta_l.product_version)
+            if problem:
+                raise ContractError(stale_message(self.lost_path, [f"built with {meta_l.product} "
+                                                                   f"{meta_l.product_version}: {problem}"]))
+            if meta_l.graph != LOST_GRAPH or meta_l.export_id != meta_s.export_id or (
+                    meta_l.precision, meta_l.flavour, meta_l.product) != (meta_s.precision, meta_s.flavour, meta_s.product):
+                raise ContractError(
+                    f"{self.lost_path.name}: is a {meta_l.graph} engine ({meta_l.precision}/{meta_l.flavour}, export "
+                    f"{meta_l.export_id}, {meta_l.product}) but must be the search_lost engine of "
+                    f"{self.search_path.name} ({meta_s.precision}/{meta_s.flavour}, export {meta_s.export_id}, "
+                    f"{meta_s.product}); rebuild the engines from one export with `python -m engines.build`")
+            checked.append((self.lost_path, meta_l))
+        for path, meta in checked:
             env = CurrentEnv(meta.product, meta.product_version,
                              onnx_sha256=self._onnx_sha(path, meta) if check_onnx else None,
                              plugin_sha256=self._plugin_sha(meta))
             reasons = check_fresh(meta, env)
             if reasons:
                 raise ContractError(stale_message(path, reasons))
-        return meta_t, meta_s
+        return meta_t, meta_s, meta_l
 
     def _plugin_path(self, meta: EngineSidecar) -> Path:
         engine = self.template_path if meta.graph == "template" else self.search_path
@@ -310,34 +365,46 @@ class TrtBackend(Backend):
         spec, t, s = self.spec, self._template, self._search
         expect = {"template inputs": (t.inputs, ["template"]), "template outputs": (t.outputs, list(spec.kernel_names)),
                   "search inputs": (s.inputs, ["search", *spec.kernel_names]), "search outputs": (s.outputs, ["cls", "loc"])}
+        if self._lost is not None:
+            expect.update({"search_lost inputs": (self._lost.inputs, ["search", *spec.kernel_names]),
+                           "search_lost outputs": (self._lost.outputs, ["cls", "loc"])})
         for what, (got, want) in expect.items():
             if sorted(got) != sorted(want):
                 raise ContractError(f"engine {what} are {got}, the model expects {want}; rebuild from this export")
-        for sess in (t, s):
+        for sess in (t, s) + ((self._lost,) if self._lost is not None else ()):
             bad = {n: str(d) for n, d in sess.dtypes.items() if d != np.float32}
             if bad:
                 raise ContractError(f"{sess.path.name}: I/O tensors {bad} are not float32; the contract keeps "
                                     "graph inputs/outputs float32 (re-export the precision variant with float32 I/O)")
 
     def _allocate_and_bind(self) -> None:
+        """Template and kernel buffers shared by every engine (the search engines read the kernels the
+        template engine wrote); search, cls and loc buffers per lane, at that lane's crop size."""
         from runtime.backends import cuda_mem as cm
 
         spec, b = self.spec, self.max_batch
         self._stream = cm.Stream()
-        shapes = {"template": spec.template_shape(b), "search": spec.search_shape(b),
-                  "cls": spec.cls_shape(b), "loc": spec.loc_shape(b)}
-        shapes.update({k: spec.kernel_shape(b) for k in spec.kernel_names})
+        shapes = {"template": spec.template_shape(b)}
+        shapes.update({k: spec.kernel_shape(b, k) for k in spec.kernel_names})
         self._dev = {n: cm.DeviceBuffer(int(np.prod(s)) * 4) for n, s in shapes.items()}
         self._host = {n: cm.PinnedArray(s) for n, s in shapes.items()}
         self._buffers = [*self._dev.values(), *self._host.values()]
-        for sess in (self._template, self._search):
-            for name in sess.inputs + sess.outputs:
-                sess.bind(name, self._dev[name].ptr)
+        for name in self._template.inputs + self._template.outputs:
+            self._template.bind(name, self._dev[name].ptr)
+        for lane in self._lanes:
+            size = None if lane.size == spec.instance_size else lane.size
+            own = {"search": spec.search_shape(b, size), "cls": spec.cls_shape(b, size), "loc": spec.loc_shape(b, size)}
+            lane.dev = {n: cm.DeviceBuffer(int(np.prod(s)) * 4) for n, s in own.items()}
+            lane.host = {n: cm.PinnedArray(s) for n, s in own.items()}
+            self._buffers += [*lane.dev.values(), *lane.host.values()]
+            for name in lane.session.inputs + lane.session.outputs:
+                lane.session.bind(name, (lane.dev[name] if name in lane.dev else self._dev[name]).ptr)
 
     # --- inference -----------------------------------------------------------------------------
-    def _rows(self, name: str, n: int) -> int:
-        """Bytes of the first n rows of buffer ``name``."""
-        return int(np.prod(self._host[name].array.shape[1:])) * 4 * n
+    def _rows(self, name: str, n: int, lane: _Lane | None = None) -> int:
+        """Bytes of the first n rows of buffer ``name`` (a lane's own buffer when ``lane`` is given)."""
+        host = lane.host[name] if lane is not None else self._host[name]
+        return int(np.prod(host.array.shape[1:])) * 4 * n
 
     def _template_impl(self, crops: np.ndarray) -> Kernels:
         from runtime.backends import cuda_mem as cm
@@ -345,7 +412,7 @@ class TrtBackend(Backend):
         n, names = crops.shape[0], self.spec.kernel_names
         self._host["template"].array[:n] = crops
         self._template.set_input_shapes({"template": crops.shape})
-        self._template.check_output_shapes({k: self.spec.kernel_shape(n) for k in names})
+        self._template.check_output_shapes({k: self.spec.kernel_shape(n, k) for k in names})
         cm.copy_htod(self._dev["template"], self._host["template"], self._rows("template", n), self._stream)
         self._template.enqueue(self._stream)
         for k in names:  # a host copy, only to restore these kernels if another template run replaces them
@@ -358,18 +425,20 @@ class TrtBackend(Backend):
 
     def _search_impl(self, crops: np.ndarray, kernels: Kernels) -> tuple[np.ndarray, np.ndarray]:
         n = crops.shape[0]
+        lane = next((ln for ln in self._lanes if ln.size == crops.shape[-1]), self._lanes[0])
         self._load_kernels(kernels)
-        self._host["search"].array[:n] = crops
-        if n != self._search_n:
-            self._set_search_batch(n)
-            self._enqueue_search(n)  # TensorRT wants one plain run after a shape change before capture
-        elif self._graph is not None:
-            self._graph.launch(self._stream)
+        lane.host["search"].array[:n] = crops
+        if n != lane.n:
+            self._set_search_batch(lane, n)
+            self._enqueue_search(lane, n)  # TensorRT wants one plain run after a shape change before capture
+        elif lane.graph is not None:
+            lane.graph.launch(self._stream)
         else:
-            self._enqueue_search(n)
-            self._try_capture(n)
+            self._enqueue_search(lane, n)
+            self._try_capture(lane, n)
+        self.graph_active = lane.graph is not None or lane.session.builtin_cuda_graph
         self._stream.synchronize()
-        return self._host["cls"].array[:n].copy(), self._host["loc"].array[:n].copy()
+        return lane.host["cls"].array[:n].copy(), lane.host["loc"].array[:n].copy()
 
     def _load_kernels(self, kernels: Kernels) -> None:
         from runtime.backends import cuda_mem as cm
@@ -384,40 +453,39 @@ class TrtBackend(Backend):
             cm.copy_htod(self._dev[name], self._host[name], self._rows(name, kernels.n), self._stream)
         self._loaded_generation = dk.generation
 
-    def _set_search_batch(self, n: int) -> None:
-        self._drop_graph()
-        shapes = {"search": self.spec.search_shape(n)}
-        shapes.update({k: self.spec.kernel_shape(n) for k in self.spec.kernel_names})
-        self._search.set_input_shapes(shapes)
-        self._search.check_output_shapes({"cls": self.spec.cls_shape(n), "loc": self.spec.loc_shape(n)})
-        self._search_n = n
+    def _set_search_batch(self, lane: _Lane, n: int) -> None:
+        self._drop_graph(lane)
+        size = None if lane.size == self.spec.instance_size else lane.size
+        shapes = {"search": self.spec.search_shape(n, size)}
+        shapes.update({k: self.spec.kernel_shape(n, k) for k in self.spec.kernel_names})
+        lane.session.set_input_shapes(shapes)
+        lane.session.check_output_shapes({"cls": self.spec.cls_shape(n, size), "loc": self.spec.loc_shape(n, size)})
+        lane.n = n
 
-    def _enqueue_search(self, n: int) -> None:
+    def _enqueue_search(self, lane: _Lane, n: int) -> None:
         from runtime.backends import cuda_mem as cm
 
-        cm.copy_htod(self._dev["search"], self._host["search"], self._rows("search", n), self._stream)
-        self._search.enqueue(self._stream)
+        cm.copy_htod(lane.dev["search"], lane.host["search"], self._rows("search", n, lane), self._stream)
+        lane.session.enqueue(self._stream)
         for name in ("cls", "loc"):
-            cm.copy_dtoh(self._host[name], self._dev[name], self._rows(name, n), self._stream)
+            cm.copy_dtoh(lane.host[name], lane.dev[name], self._rows(name, n, lane), self._stream)
 
-    def _try_capture(self, n: int) -> None:
+    def _try_capture(self, lane: _Lane, n: int) -> None:
         from runtime.backends import cuda_mem as cm
 
-        ctx = self._search.context
-        if not self._use_graph or (hasattr(ctx, "is_stream_capturable") and not ctx.is_stream_capturable(self._stream.ptr)):
+        ctx = lane.session.context
+        if not lane.use_graph or (hasattr(ctx, "is_stream_capturable") and not ctx.is_stream_capturable(self._stream.ptr)):
             return
         self._stream.synchronize()
         try:
-            self._graph = cm.CudaGraph.capture(self._stream, lambda: self._enqueue_search(n))
-            self.graph_active = True
+            lane.graph = cm.CudaGraph.capture(self._stream, lambda: self._enqueue_search(lane, n))
         except BackendUnavailable:
-            self._use_graph = False  # this engine cannot be captured; plain execution from now on
+            lane.use_graph = False  # this engine cannot be captured; plain execution from now on
 
-    def _drop_graph(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self.graph_active = False
-        self._graph = None
+    def _drop_graph(self, lane: _Lane) -> None:
+        if lane.graph is not None:
+            lane.graph.close()
+        lane.graph = None
 
     def close(self) -> None:
         if self._closed:
@@ -425,11 +493,12 @@ class TrtBackend(Backend):
         self._closed = True
         if getattr(self, "_stream", None) is not None:
             self._stream.synchronize()
-        self._drop_graph()
+        for lane in self._lanes:
+            self._drop_graph(lane)
         for buf in self._buffers:
             buf.close()
         self._buffers = []
-        for sess in (getattr(self, "_template", None), getattr(self, "_search", None)):
+        for sess in (getattr(self, "_template", None), getattr(self, "_search", None), getattr(self, "_lost", None)):
             if sess is not None:
                 sess.close()
         if getattr(self, "_stream", None) is not None:

@@ -67,18 +67,18 @@ def _io(kind: str, tensors: list[str]) -> str:
 
 
 def template_io(spec: ModelSpec) -> str:
-    e, c, k = spec.exemplar_size, spec.kernel_channels, spec.kernel_size
+    e = spec.exemplar_size
     return "\n".join([
         _io("input", [_tensor(TEMPLATE_INPUT, "TYPE_FP32", (3, e, e))]),
-        _io("output", [_tensor(name, "TYPE_FP32", (c, k, k)) for name in spec.kernel_names]),
+        _io("output", [_tensor(name, "TYPE_FP32", spec.kernel_shape(1, name)[1:]) for name in spec.kernel_names]),
     ])
 
 
 def search_io(spec: ModelSpec) -> str:
-    x, c, k, a, s = spec.instance_size, spec.kernel_channels, spec.kernel_size, spec.anchor_num, spec.score_size
+    x, a, s = spec.instance_size, spec.anchor_num, spec.score_size
     return "\n".join([
         _io("input", [_tensor(SEARCH_INPUT, "TYPE_FP32", (3, x, x))]
-            + [_tensor(name, "TYPE_FP32", (c, k, k)) for name in spec.kernel_names]),
+            + [_tensor(name, "TYPE_FP32", spec.kernel_shape(1, name)[1:]) for name in spec.kernel_names]),
         _io("output", [_tensor(CLS_OUTPUT, "TYPE_FP32", (2 * a, s, s)),
                        _tensor(LOC_OUTPUT, "TYPE_FP32", (4 * a, s, s))]),
     ])
