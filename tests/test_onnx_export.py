@@ -94,6 +94,19 @@ def weighted_mobilev2(tmp_path_factory) -> tuple[Path, Path]:
     return cfg, export_once(tmp_path_factory, str(cfg), name="mobilev2w")
 
 
+@pytest.fixture(scope="module")
+def per_level_mobilev2(tmp_path_factory) -> tuple[Path, Path]:
+    """MobileNetV2 whose neck gives each level its own width (32/64/128), as pysot's long-term r50 config
+    does (128/256/512): kernels then differ in channels per level (ModelSpec.level_channels)."""
+    from export.config import CONFIG_DIR
+
+    text = (CONFIG_DIR / "mobilev2.yaml").read_text()
+    assert text.count("[256, 256, 256]") == 2        # ADJUST out_channels and RPN in_channels
+    cfg = tmp_path_factory.getbasetemp() / "mobilev2_per_level.yaml"
+    cfg.write_text(text.replace("[256, 256, 256]", "[32, 64, 128]"))
+    return cfg, export_once(tmp_path_factory, str(cfg), name="mobilev2pl")
+
+
 def load(path: Path):
     import onnx
 
@@ -136,6 +149,23 @@ def test_multilevel_weighted_fusion_is_folded_exactly(weighted_mobilev2, flavour
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", ["plugin", "standard"])
+def test_per_level_kernel_channels_export_and_run_like_pytorch(per_level_mobilev2, flavour):
+    config, folder = per_level_mobilev2
+    from export.config import load_config
+
+    spec = load_config(config).model_spec()
+    assert spec.level_channels == (32, 64, 128)
+    z, x = crops(spec, n=2)
+    ref_k, ref_cls, ref_loc = torch_reference(config, SEED, z, x)
+    got_k, got_cls, got_loc = ort_outputs(folder, flavour, z, x)
+    assert [k.shape[1] for k in got_k] == [32, 32, 64, 64, 128, 128]
+    for got, ref in zip(got_k, ref_k):
+        assert got.shape == ref.shape and rel_err(got, ref) < REL_TOL
+    assert rel_err(got_cls, ref_cls) < REL_TOL and rel_err(got_loc, ref_loc) < REL_TOL
+
+
 def test_multilevel_search_graph_has_no_fusion_parameters(weighted_mobilev2):
     """The softmax of cls_weight/loc_weight is folded: no Softmax node, no (3,) weight inputs."""
     _, folder = weighted_mobilev2
