@@ -262,10 +262,9 @@ class SiamRPNTracker:
         cfg = self.config
         if not cfg.long_term or not self._lost.any():
             return [(cfg.instance_size, np.arange(len(self._lost)))]
-        sides = np.where(self._lost, cfg.lost_instance_size, cfg.instance_size)    # (N,)
-        return [(int(side), np.flatnonzero(sides == side)) for side in
-                ((cfg.instance_size, cfg.lost_instance_size) if cfg.long_term else (cfg.instance_size,))
-                if np.any(sides == side)]
+        groups = [(cfg.instance_size, np.flatnonzero(~self._lost)),
+                  (cfg.lost_instance_size, np.flatnonzero(self._lost))]
+        return [(side, idx) for side, idx in groups if len(idx)]
 
     def _search(self, frame: np.ndarray, idx: np.ndarray, side: int, s_z: np.ndarray):
         """Crop targets ``idx`` at ``side`` px (context ``s_z * side / exemplar``) and run the search."""
@@ -310,8 +309,7 @@ class SiamRPNTracker:
 
     def _check_outputs(self, cls, loc, n: int, side: int | None = None) -> None:
         spec = self.backend.spec
-        size = None if side in (None, spec.instance_size) else side
-        want_cls, want_loc = spec.cls_shape(n, size), spec.loc_shape(n, size)
+        want_cls, want_loc = spec.cls_shape(n, side), spec.loc_shape(n, side)   # side None: instance size
         if getattr(cls, "shape", None) != want_cls or getattr(loc, "shape", None) != want_loc:
             raise ContractError(
                 f"backend {self.backend.name} returned cls {getattr(cls, 'shape', None)} and loc "

@@ -174,8 +174,14 @@ def test_resolve_config_accepts_name_or_path(tmp_path):
     ("META_ARC:", "SOMETHING: 1\nMETA_ARC:", ["SOMETHING"]),
 ])
 def test_unsupported_or_invalid_configs_are_rejected_by_key(tmp_path, old, new, words):
-    assert old in PYSOT_TRAINING_YAML
-    path = _write(tmp_path, PYSOT_TRAINING_YAML.replace(old, new, 1))
+    _assert_rejected_naming(tmp_path, PYSOT_TRAINING_YAML, old, new, words)
+
+
+def _assert_rejected_naming(tmp_path, yaml_text: str, old: str, new: str, words) -> None:
+    """``yaml_text`` with ``old`` replaced by ``new`` is refused by load_config, and the message names
+    the file and every one of ``words``."""
+    assert old in yaml_text
+    path = _write(tmp_path, yaml_text.replace(old, new, 1))
     with pytest.raises(ConfigError) as e:
         load_config(path)
     msg = str(e.value)
@@ -299,12 +305,7 @@ def test_short_term_configs_keep_pysot_long_term_defaults_and_stay_short_term():
      ["ADJUST.ADJUST_CHANNEL", "ADJUST.KWARGS.out_channels"]),
 ])
 def test_bad_long_term_configs_are_rejected_by_key(tmp_path, old, new, words):
-    assert old in PYSOT_LT_YAML
-    path = _write(tmp_path, PYSOT_LT_YAML.replace(old, new, 1))
-    with pytest.raises(ConfigError) as e:
-        load_config(path)
-    msg = str(e.value)
-    assert str(path) in msg and all(w in msg for w in words), msg
+    _assert_rejected_naming(tmp_path, PYSOT_LT_YAML, old, new, words)
 
 
 def test_a_long_term_model_spec_carries_the_lost_search_size_measured_on_the_network(tmp_path):
