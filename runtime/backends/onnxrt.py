@@ -68,7 +68,16 @@ class OrtBackend(Backend):
         on_cpu = self.providers[0] == "CPUExecutionProvider"
         self.int8_kernels = int8_kernel_description() if s_meta.precision == "int8" and on_cpu else None
         self.threads = threads or _usable_cpus()
-        self._shared = _prepare_shared(self, share_weights)
+        summaries = {"template": t_sum, "search": s_sum}
+        if self.lost_path is not None:
+            # checked before any graph is prepared or opened (a mismatched file costs nothing then)
+            l_sum, l_meta = _read_graph(self.lost_path, LOST_GRAPH)
+            _check_pair(t_meta, l_meta, self.template_path, self.lost_path)
+            if (l_meta.xcorr, l_meta.precision) != (s_meta.xcorr, s_meta.precision):
+                raise ContractError(f"{self.lost_path} is {l_meta.precision}/{l_meta.xcorr} but {self.search_path} "
+                                    f"is {s_meta.precision}/{s_meta.xcorr}; pass the same variant of both")
+            summaries[LOST_GRAPH] = l_sum
+        self._shared = _prepare_shared(self, share_weights, summaries)
         self._template = _open_session(ort, self.template_path, t_sum, self.providers, self.threads,
                                        self._shared, "template")
         self._search = _open_session(ort, self.search_path, s_sum, self.providers, self.threads,
@@ -78,11 +87,6 @@ class OrtBackend(Backend):
         self._lost = None
         if self.lost_path is not None:
             # eager, not on the first lost frame: opening an r50 session takes ~1 s, a live loop's stall
-            l_sum, l_meta = _read_graph(self.lost_path, LOST_GRAPH)
-            _check_pair(t_meta, l_meta, self.template_path, self.lost_path)
-            if (l_meta.xcorr, l_meta.precision) != (s_meta.xcorr, s_meta.precision):
-                raise ContractError(f"{self.lost_path} is {l_meta.precision}/{l_meta.xcorr} but {self.search_path} "
-                                    f"is {s_meta.precision}/{s_meta.xcorr}; pass the same variant of both")
             self._lost = _open_session(ort, self.lost_path, l_sum, self.providers, self.threads,
                                        self._shared, LOST_GRAPH)
             lost_batch = _check_io(self._template, self._lost, self.spec, self.template_path, self.lost_path,
@@ -225,9 +229,9 @@ _SPINNING_KEY = "session.intra_op.allow_spinning"
 ALLOW_SPINNING = False
 
 
-def _prepare_shared(backend: "OrtBackend", share_weights: bool | None):
+def _prepare_shared(backend: "OrtBackend", share_weights: bool | None, summaries: dict[str, OnnxSummary]):
     """Prepared graphs with shared weights (``runtime.backends.onnxrt_shared``), or None; sets
-    ``backend.weights_sharing`` to what happened."""
+    ``backend.weights_sharing`` to what happened. summaries: role -> the graph's OnnxSummary, already read."""
     if share_weights is None:
         share_weights = os.environ.get("SIAMTRACK_SHARE_WEIGHTS", "1") != "0"
     if not share_weights:
@@ -241,7 +245,7 @@ def _prepare_shared(backend: "OrtBackend", share_weights: bool | None):
     paths = {"template": backend.template_path, "search": backend.search_path}
     if backend.lost_path is not None:
         paths[LOST_GRAPH] = backend.lost_path
-    custom = {role: (XCORR_DOMAIN, XCORR_OP) in read_onnx_summary(p).custom_ops for role, p in paths.items()}
+    custom = {role: (XCORR_DOMAIN, XCORR_OP) in summaries[role].custom_ops for role in paths}
     try:
         folder = onnxrt_shared.prepare(paths, custom, signature="exact-int8" if _exact_int8_needed() else "")
         shared = onnxrt_shared.open_shared(folder)
