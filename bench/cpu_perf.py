@@ -122,7 +122,8 @@ def measure_all(rows: list[Row], params: dict, timeout: float, progress: bool = 
 def summarize(results: dict, reference: str = "PyTorch backend") -> list[dict]:
     """One dict per row and setting: e2e_ms, cpu_ms (process CPU time per frame, all threads),
     speed_vs_reference and cpu_speed_vs_reference (reference ms / this ms, > 1 is faster; None without a
-    reference), host_ms, host_cpu_ms, peak_rss_mib, load_average, error."""
+    reference), host_ms, host_cpu_ms, host_replay_ms (the host path with the outputs replayed: no network
+    on this CPU between frames), peak_rss_mib, load_average, error."""
     def ratio(ref, own):
         return (ref / own) if ref and own else None
 
@@ -138,6 +139,7 @@ def summarize(results: dict, reference: str = "PyTorch backend") -> list[dict]:
                         "speed_vs_reference": ratio(ref.get("median_ms"), e2e.get("median_ms")),
                         "cpu_speed_vs_reference": ratio(ref.get("cpu_median_ms"), e2e.get("cpu_median_ms")),
                         "host_ms": host.get("median_ms"), "host_cpu_ms": host.get("cpu_median_ms"),
+                        "host_replay_ms": stages.get("host_replay", {}).get("median_ms"),
                         "peak_rss_mib": r.get("peak_rss_mib"), "load_average": r.get("load_average"),
                         "error": r.get("error")})
     return out
@@ -153,7 +155,7 @@ def format_table(summary: dict) -> str:
     parts = [f"# CPU end to end: {summary['model']} on {summary['frames']} frames of {summary['clip_name']} "
              f"({summary['frame_wh']}), {cpu['model']} ({cpu['cores']} cores; {flags})"]
     headers = ["run", "ms/frame", "CPU ms/frame", "x PyTorch", "x PyTorch (CPU)", "host ms", "host CPU ms",
-               "peak RSS MiB", "load"]
+               "host replay ms", "peak RSS MiB", "load"]
 
     def speed(v):
         return f"{v:.2f}x" if v else "-"
@@ -166,11 +168,14 @@ def format_table(summary: dict) -> str:
                 continue
             load = f"{c['load_average'][0]:.1f}" if c["load_average"] else None
             rows.append([c["row"], c["e2e_ms"], c["cpu_ms"], speed(c["speed_vs_reference"]),
-                         speed(c["cpu_speed_vs_reference"]), c["host_ms"], c["host_cpu_ms"], c["peak_rss_mib"], load])
+                         speed(c["cpu_speed_vs_reference"]), c["host_ms"], c["host_cpu_ms"], c["host_replay_ms"],
+                         c["peak_rss_mib"], load])
         parts += ["", f"## {name}", "", markdown_table(headers, rows)]
     parts += ["", "`ms/frame` = median wall time of one `track()` call, `CPU ms/frame` its median process CPU "
               "time (all threads); `x PyTorch` = PyTorch's median / this row's (> 1 is faster), on wall and on "
-              "CPU time; `host` = that call minus its backend search (crops, blob, decoding, state); "
+              "CPU time; `host` = that call minus its backend search (crops, blob, decoding, state); `host replay` = "
+              "the same host work over the same frames with the recorded network outputs played back (no network "
+              "on this CPU between frames, as with a GPU; same boxes); "
               "`peak RSS` = the measuring process's VmHWM (includes the decoded frames it holds); `load` = "
               "1-minute load average when the cell started. 1 thread: `taskset` to one core, one intra-op "
               f"thread. INT8 kernels here: {cpu['int8_kernels']}. Python {env['python']}, "

@@ -9,7 +9,13 @@ another's numbers. The child tracks real-image frames (``bench.synth``, or ``--v
    template);
 2. track: ``warmup`` untimed then ``iterations`` timed ``track`` calls (stages crop, preprocess, search,
    postprocess, and ``track_e2e`` = the whole call; also its process CPU time);
-3. search_lost (a model folder with the long-term search graph, or a long-term config):
+3. host_replay: the timed ``track`` loop again over the same frames, with a new tracker whose backend
+   plays back the search outputs recorded in step 2 (``_ReplayBackend``). It does the same host work
+   (its boxes are compared bit for bit with step 2's: ``replay_identical``), but no network runs on this
+   CPU between frames, as in a GPU deployment. Next to a CPU network every host stage starts from cold
+   caches (the network's working set evicted them), which on this project's 2-core VM made the same work
+   2-3x slower; ``host`` measures that case, ``host_replay`` the other;
+4. search_lost (a model folder with the long-term search graph, or a long-term config):
    ``warmup`` untimed then ``template_iters`` timed ``backend.run_search`` calls on a lost-size crop of
    the first frame (the network alone, like the ``search`` stage; the tracker is not involved, so the
    row exists for a short-term tracker too).
@@ -135,7 +141,8 @@ def measure(run: Run, params: dict) -> dict:
     backend = run.open(threads=params.get("threads"))
     open_s = time.perf_counter() - t0
     timer = WallCpuTimer()
-    tracker = SiamRPNTracker(backend, timer=timer)
+    recorder = _Recorder(backend)     # the backend, keeping what each search returned for the replay
+    tracker = SiamRPNTracker(recorder, timer=timer)
     for i in range(params["warmup"] + params["template_iters"]):
         if i == params["warmup"]:
             timer.reset()
@@ -146,10 +153,10 @@ def measure(run: Run, params: dict) -> dict:
     for i in range(params["warmup"] + params["iterations"]):
         if i == params["warmup"]:
             timer.reset()
-        frame = frames[1 + i % (len(frames) - 1)] if len(frames) > 1 else frames[0]
+        frame = _track_frame(frames, i)
         n_search = len(timer.samples.get("search", ()))
         w0, c0 = time.perf_counter(), time.process_time()
-        tracker.track(frame)
+        recorder.results.append(tracker.track(frame))
         if i >= params["warmup"]:
             e2e.append(time.perf_counter() - w0)
             e2e_cpu.append(time.process_time() - c0)
@@ -171,6 +178,8 @@ def measure(run: Run, params: dict) -> dict:
     stages["host"] = stats(host, host_cpu)
     stages["init_crop"] = stats(init_wall.get("crop", []), init_cpu.get("crop", []))
     stages["init_preprocess"] = stats(init_wall.get("preprocess", []), init_cpu.get("preprocess", []))
+    replay = _replay_host(backend, recorder, frames, box, params)
+    stages["host_replay"] = stats(*replay[:2])
     if _times_lost_search(backend):
         stages["search_lost"] = stats(*_time_lost_search(backend, frames[0], params))
     backend.close()
@@ -180,7 +189,73 @@ def measure(run: Run, params: dict) -> dict:
             "fps": 1000.0 / stages["track_e2e"]["median_ms"] if stages["track_e2e"].get("median_ms") else None,
             "peak_rss_mib": peak, "rss_before_open_mib": rss_start,
             "frame_wh": [w, h], "backend_name": getattr(backend, "name", run.backend),
-            "int8_kernels": getattr(backend, "int8_kernels", None)}   # ORT INT8 graphs: which kernel path ran
+            "int8_kernels": getattr(backend, "int8_kernels", None),   # ORT INT8 graphs: which kernel path ran
+            "replay_identical": replay[2]}
+
+
+def _track_frame(frames: list, i: int):
+    """The frame of track step ``i`` (after the init frame; cycling through the clip)."""
+    return frames[1 + i % (len(frames) - 1)] if len(frames) > 1 else frames[0]
+
+
+class _Recorder:
+    """A backend as the tracker uses it (spec, config, template, search) that also keeps what each
+    ``run_search`` returned, in call order, and the tracker's results (``results``), for
+    ``_replay_host``. The outputs belong to the caller (``Backend.run_search``), so keeping references
+    adds no copy to the timed search."""
+
+    def __init__(self, backend):
+        self.name, self.spec, self.tracker_config = backend.name, backend.spec, backend.tracker_config
+        self._backend = backend
+        self.outputs: list = []
+        self.results: list = []
+
+    def run_template(self, crops):
+        return self._backend.run_template(crops)
+
+    def run_search(self, crops, kernels):
+        out = self._backend.run_search(crops, kernels)
+        self.outputs.append(out)
+        return out
+
+
+class _ReplayBackend:
+    """The recorded backend's spec and template, and its recorded search outputs in order: a ``track()``
+    loop over the same frames then does all of its host work (crop, blob, decoding, state) while the
+    network's working set is not on this CPU, as when the network runs on a GPU. Duck-typed to the
+    tracker's use of a backend; not a Backend anyone could deploy."""
+
+    def __init__(self, real, outputs: list):
+        self.name, self.spec, self.tracker_config = real.name + "-replay", real.spec, real.tracker_config
+        self._real, self._outputs = real, iter(outputs)
+
+    def run_template(self, crops):
+        return self._real.run_template(crops)
+
+    def run_search(self, crops, kernels):
+        return next(self._outputs)
+
+
+def _replay_host(backend, recorder: _Recorder, frames: list, box, params: dict):
+    """(wall, CPU, identical) of ``host_replay``: the timed track loop again with the outputs replayed.
+    ``identical``: every replayed box equals the recorded run's bit for bit (else the replay did not
+    repeat the same host work, and the numbers are not comparable)."""
+    from runtime.tracker import SiamRPNTracker
+
+    timer = WallCpuTimer()
+    tracker = SiamRPNTracker(_ReplayBackend(backend, recorder.outputs), timer=timer)
+    tracker.init(frames[0], box)
+    wall, cpu, identical = [], [], True
+    for i, recorded in enumerate(recorder.results):
+        n_search = len(timer.samples.get("search", ()))
+        w0, c0 = time.perf_counter(), time.process_time()
+        result = tracker.track(_track_frame(frames, i))
+        w1, c1 = time.perf_counter(), time.process_time()
+        identical &= bool(np.array_equal(result.box_xywh, recorded.box_xywh))
+        if i >= params["warmup"]:
+            wall.append(w1 - w0 - sum(timer.samples.get("search", [])[n_search:]))
+            cpu.append(c1 - c0 - sum(timer.cpu_samples.get("search", [])[n_search:]))
+    return wall, cpu, identical
 
 
 def _times_lost_search(backend) -> bool:

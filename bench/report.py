@@ -170,7 +170,8 @@ def write_accuracy_report(summary: dict, out_dir: Path, plots: bool = True) -> l
 
 # ------------------------------------------------------------------ latency
 
-LATENCY_STAGES = ("crop", "preprocess", "template", "search", "postprocess", "host", "track_e2e", "search_lost")
+LATENCY_STAGES = ("crop", "preprocess", "template", "search", "postprocess", "host", "host_replay", "track_e2e",
+                  "search_lost")
 
 
 def latency_markdown(result: dict) -> str:
@@ -201,11 +202,17 @@ def latency_markdown(result: dict) -> str:
              markdown_table(headers, rows), "",
              "`track_e2e` is one `tracker.track(frame)` call (crop + preprocess + search + postprocess); "
              "`host` is that call minus its backend search, per frame (all the tracker's CPU-side work); "
+             "`host_replay` is `host` again over the same frames with the recorded network outputs played back, "
+             "so no network runs on this CPU between frames (the host path of a GPU deployment; same boxes, "
+             "bit for bit, else a note below); "
              "`template` is timed over repeated `init` calls. `x first run` = median / the first run's median "
              "(< 1 is faster). `CPU ms` = median process CPU time of the stage (all threads; unaffected by other load, unlike wall time). Peak RSS is the measuring subprocess's maximum resident set (model + runtime)."]
     kernels = [(n, r["int8_kernels"]) for n, r in runs.items() if r.get("int8_kernels")]
     if kernels:
         parts += [""] + [f"- {n}: {k}" for n, k in kernels]
+    differ = [n for n, r in runs.items() if r.get("replay_identical") is False]
+    if differ:
+        parts += ["", "- replay gave other boxes than the recorded run (host_replay not comparable): " + ", ".join(differ)]
     errors = [(n, r["error"]) for n, r in runs.items() if r.get("error")]
     if errors:
         parts += ["", "## Errors", ""] + [f"- {n}: {e}" for n, e in errors]

@@ -97,8 +97,69 @@ def get_subwindow(frame: np.ndarray, center_xy, out_size: int, crop_side: int, a
         patch = _patch(frame, center_xy, crop_side, avg_chans)
     if crop_side == out_size:
         out[...] = patch
-    else:
-        cv2.resize(patch, (out_size, out_size), dst=out, interpolation=cv2.INTER_LINEAR)
+        return out
+    if not inside:
+        cut = _fill_cut(frame.shape, center_xy, crop_side, out_size)
+        if cut is not None:
+            return _resize_cut(patch, out, out_size, cut, pad_value(avg_chans))
+    cv2.resize(patch, (out_size, out_size), dst=out, interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+# -- resizing less than the whole padded patch --------------------------------------------------------
+# cv2.resize (INTER_LINEAR) maps output column dx to source column sx = floor(fx), fx = float32((dx + 0.5)
+# * scale - 0.5), scale = 1 / (out / side) in float64, the same for any source width as long as the scale
+# factor is the same double; it clamps a tap past the last column to that column. So when the patch's
+# last columns are fill (the crop sticks out of the frame's right edge), resizing only its first ``src``
+# columns with ``fx = out / side`` (the factor cv2 derives from the full sizes) gives the same first ``dst``
+# output columns, provided column ``src - 1`` is still fill (a clamped tap then reads the fill the full
+# patch has there) and output column ``dst`` samples fill only; every later output column is then the
+# fill exactly (a constant row stays constant through both fixed-point passes). Rows likewise at the
+# bottom. A cut at the top or left would shift the mapping, so those bands are still resized.
+# tests/test_crop.py compares the two on random geometry.
+
+def _cut_extent(side: int, out_size: int, used: int) -> tuple[int, int]:
+    """(source extent, output extent) along one axis whose first ``used`` source pixels are not the
+    right/bottom fill band; (side, out_size) when no cut is possible."""
+    if used >= side - 1 or side <= out_size or side == 2 * out_size:
+        return side, out_size                # no band; an upscale; cv2's exact-2x shortcut (INTER_AREA)
+    inv = out_size / side
+    scale = 1.0 / inv
+    src = used + 2 + int(math.ceil(scale))   # past the last used pixel by more than one output step
+    dst = int(round(src * inv))              # cv2: saturate_cast<int>(src * fx), half to even like round()
+    if src >= side or dst >= out_size:
+        return side, out_size
+    if math.floor(np.float32((dst + 0.5) * scale - 0.5)) < used:   # output column dst must read fill only
+        return side, out_size
+    return src, dst
+
+
+def _fill_cut(frame_shape, center_xy, crop_side: int, out_size: int):
+    """((src rows, dst rows), (src cols, dst cols)) of a patch that sticks out of the frame's bottom or
+    right edge, or None when neither can be cut."""
+    height, width = frame_shape[:2]
+    xmin, ymin = crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side)
+    rows = _cut_extent(crop_side, out_size, max(min(ymin + crop_side, height) - ymin, 0))
+    cols = _cut_extent(crop_side, out_size, max(min(xmin + crop_side, width) - xmin, 0))
+    if rows[0] == crop_side and cols[0] == crop_side:
+        return None
+    return rows, cols
+
+
+def _resize_cut(patch: np.ndarray, out: np.ndarray, out_size: int, cut, fill) -> np.ndarray:
+    (src_rows, dst_rows), (src_cols, dst_cols) = cut
+    factor = out_size / patch.shape[0]
+    part = out[:dst_rows, :dst_cols]
+    got = cv2.resize(patch[:src_rows, :src_cols], None, dst=part, fx=factor, fy=factor,
+                     interpolation=cv2.INTER_LINEAR)
+    if got.shape != part.shape:              # cv2 sized its output otherwise: the cut does not hold here
+        return cv2.resize(patch, (out_size, out_size), dst=out, interpolation=cv2.INTER_LINEAR)
+    if got is not part and not np.shares_memory(got, part):
+        part[...] = got
+    fill_row = np.empty((1, out_size, 3), dtype=np.uint8)
+    fill_row[...] = fill
+    out[dst_rows:] = fill_row
+    out[:dst_rows, dst_cols:] = fill_row[:, dst_cols:]
     return out
 
 
@@ -142,18 +203,20 @@ def crop_targets(frame: np.ndarray, centers_xy: np.ndarray, out_size: int, crop_
     return patches
 
 
-def to_blob(patches: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def to_blob(patches: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
     """(N, S, S, 3) uint8 BGR -> (N, 3, S, S) float32 BGR 0..255 (no normalisation, no channel swap).
 
-    out: optional C-contiguous (N, 3, S, S) float32 destination (e.g. ``CropWorkspace.buffer``), which
-    is returned."""
+    out: optional C-contiguous (N, 3, S, S) float32 destination (e.g. ``CropWorkspace.blob_for``), which
+    is returned. scratch: optional C-contiguous (3, S, S) uint8 array for the planes (e.g.
+    ``CropWorkspace.planes_for``), so that no call allocates."""
     n, side = patches.shape[0], patches.shape[1]
     if out is None:
         out = np.empty((n, 3, side, side), dtype=np.float32)
+    planes = [scratch[0], scratch[1], scratch[2]] if scratch is not None else None
     for i in range(n):
         # cv2.split makes three contiguous planes in one pass; converting those is 2x faster than one
         # strided numpy transpose-and-cast of the whole patch (0.05 vs 0.09 ms for 255x255)
-        for c, plane in enumerate(cv2.split(patches[i])):
+        for c, plane in enumerate(cv2.split(patches[i], planes)):
             np.copyto(out[i, c], plane, casting="unsafe")                # uint8 -> float32 is exact
     return out
 
@@ -173,6 +236,7 @@ class PaddingCanvas:
         self._fill: tuple[int, int, int] | None = None
         self._fill_row: np.ndarray | None = None        # (1, B, 3) uint8 of the fill colour
         self._frame_rect: tuple[int, int, int, int] | None = None   # (y0, y1, x0, x1) holding frame pixels
+        self._filled = 0      # backing[:_filled, :_filled] holds the fill outside _frame_rect; beyond, garbage
 
     def patch(self, frame: np.ndarray, xmin: int, ymin: int, side: int, fill, out_size: int | None = None) -> np.ndarray:
         """out_size: the side the patch will be resized to (cv2.resize, INTER_LINEAR); then only the
@@ -180,6 +244,11 @@ class PaddingCanvas:
         fill = tuple(int(v) for v in fill)
         if self._backing is None or self._backing.shape[0] < side or fill != self._fill:
             self._allocate(side, fill)
+        if side > self._filled:          # first use of this much of the backing: fill the new L-shaped band
+            done = self._filled
+            self._backing[:side, done:side] = self._fill_row[:, : side - done]
+            self._backing[done:side, :done] = self._fill_row[:, :done]
+            self._filled = side
         height, width = frame.shape[:2]
         x0, x1 = max(xmin, 0), min(xmin + side, width)       # the in-frame part, frame coordinates
         y0, y1 = max(ymin, 0), min(ymin + side, height)
@@ -199,32 +268,35 @@ class PaddingCanvas:
 
     def _allocate(self, side: int, fill: tuple[int, int, int]) -> None:
         # headroom: a growing target would otherwise re-allocate (and re-fill) on every frame
-        size = min(max(side, int(side * 1.2)), max(self.max_side, side))
+        size = min(max(side, int(side * 1.5)), max(self.max_side, side))
         if self._backing is None or self._backing.shape[0] < side:
             self._backing = np.empty((size, size, 3), dtype=np.uint8)
         self._fill_row = np.empty((1, self._backing.shape[1], 3), dtype=np.uint8)
         self._fill_row[...] = fill
-        self._backing[...] = self._fill_row       # whole rows: ~100x faster than broadcasting a (3,) value
-        self._fill, self._frame_rect = fill, None
+        # the fill is written lazily by ``patch``, up to the largest side used so far (``_filled``): the
+        # headroom costs address space, not a 30 ms fill of 50 MB on the frame that outgrew the backing
+        self._fill, self._frame_rect, self._filled = fill, None, 0
 
     def _reset(self, rect: tuple[int, int, int, int]) -> None:
-        y0, y1, x0, x1 = rect
+        y0, y1, x0, x1 = rect        # whole rows of the fill: ~100x faster than broadcasting a (3,) value
         self._backing[y0:y1, x0:x1] = self._fill_row[:, : x1 - x0]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _sampled_rows(side: int, out_size: int | None) -> np.ndarray | None:
-    """Patch rows ``cv2.resize(patch, (out_size, out_size), INTER_LINEAR)`` may read, or None (all).
+    """Patch rows ``cv2.resize(patch, (out_size, out_size), INTER_LINEAR)`` reads, or None (all).
 
-    OpenCV reads rows ``sy`` and ``sy + 1`` for output row ``dy``, ``sy = floor((dy + 0.5) * side /
-    out_size - 0.5)`` computed in float32 (its exact-2x case reads ``2 dy`` and ``2 dy + 1``); taking
-    ``sy - 1 .. sy + 2`` from the float64 value covers any rounding difference. A 2600 px crop of a
-    1280x720 frame then copies ~280 of the frame's 720 rows. Below 8x downscaling most rows are read
-    anyway and one contiguous copy beats numpy's gather-scatter of a row list."""
-    if out_size is None or side <= 8 * out_size:
+    OpenCV reads rows ``sy`` and ``sy + 1`` for output row ``dy``, with ``sy = floor(fy)``,
+    ``fy = float32((dy + 0.5) * scale - 0.5)`` and ``scale = 1 / (out_size / side)`` in float64 (its
+    ``scale_y = 1. / inv_scale_y``); the same float64 and float32 operations here give the same rows.
+    tests/test_crop.py poisons every other row to prove nothing else is read. A 2600 px crop of a
+    1280x720 frame then copies ~140 of the frame's 720 rows. Up to 3x downscaling, where 2/3 or more of
+    the rows are read, one contiguous copy of the rectangle beats numpy's gather-scatter of a row list."""
+    if out_size is None or side <= 3 * out_size:
         return None                          # copy the whole rectangle
-    sy = np.floor((np.arange(out_size) + 0.5) * (side / out_size) - 0.5).astype(np.int64)
-    rows = np.unique(np.clip(np.concatenate([sy - 1, sy, sy + 1, sy + 2]), 0, side - 1))
+    fy = ((np.arange(out_size) + 0.5) * (1.0 / (out_size / side)) - 0.5).astype(np.float32)
+    sy = np.floor(fy).astype(np.intp)
+    rows = np.unique(np.clip(np.concatenate([sy, sy + 1]), 0, side - 1))
     rows.setflags(write=False)
     return rows
 
@@ -272,6 +344,11 @@ class CropWorkspace:
         """The (N, 3, S, S) float32 destination for ``to_blob(patches, out=...)``."""
         n, side = patches.shape[0], patches.shape[1]
         return self.buffer((n, 3, side, side), np.float32)
+
+    def planes_for(self, patches: np.ndarray) -> np.ndarray:
+        """The (3, S, S) uint8 scratch planes for ``to_blob(patches, scratch=...)``."""
+        side = patches.shape[1]
+        return self.buffer((3, side, side), np.uint8)
 
     def release(self) -> None:
         """Drop every canvas and buffer (re-made on the next use)."""

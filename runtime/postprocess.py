@@ -23,9 +23,14 @@ def foreground_scores(cls: np.ndarray) -> np.ndarray:
     n = cls.shape[0]
     logits = np.asarray(cls, dtype=np.float32).reshape(n, 2, -1)      # (N, 2 [bg, fg], K)
     peak = np.maximum(logits[:, 0], logits[:, 1])                      # (N, K)
-    bg = np.exp(logits[:, 0] - peak)
-    fg = np.exp(logits[:, 1] - peak)
-    return fg / (bg + fg)
+    # exp(bg - peak), exp(fg - peak), fg / (bg + fg): the same float32 operations in the same order,
+    # written into two arrays instead of six (fewer allocations on the per-frame path)
+    bg = np.subtract(logits[:, 0], peak)
+    np.exp(bg, out=bg)
+    fg = np.subtract(logits[:, 1], peak, out=peak)
+    np.exp(fg, out=fg)
+    bg += fg
+    return np.divide(fg, bg, out=fg)
 
 
 def decode_boxes(loc: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -106,11 +111,12 @@ _GRIDS: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray, _Grid]] = {}
 def _grid(anchors: np.ndarray, window: np.ndarray, influence: float) -> _Grid:
     """Constants for ``choose``; cached only for arrays that cannot change under the cache (read-only and
     owning their data, as ``runtime.anchors`` returns them); others are converted on every call."""
-    cacheable = all(not a.flags.writeable and a.flags.owndata for a in (anchors, window))
     key = (id(anchors), id(window), float(influence))
-    hit = _GRIDS.get(key) if cacheable else None
-    if hit is not None and hit[0] is anchors and hit[1] is window:
-        return hit[2]
+    hit = _GRIDS.get(key)
+    if hit is not None and hit[0] is anchors and hit[1] is window \
+            and not anchors.flags.writeable and not window.flags.writeable:
+        return hit[2]                    # the same read-only arrays it was made from (owndata checked then)
+    cacheable = all(not a.flags.writeable and a.flags.owndata for a in (anchors, window))
     rows = np.ascontiguousarray(np.asarray(anchors, dtype=np.float32).T)          # (4, K)
     grid = _Grid(rows[0], rows[1], rows[2], rows[3], np.asarray(window, dtype=np.float64) * influence)
     if cacheable:

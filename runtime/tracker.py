@@ -18,6 +18,7 @@ Conventions (pysot's, kept for parity): boxes are ``[x, y, w, h]`` float64 in 0-
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -105,6 +106,7 @@ class SiamRPNTracker:
         self.config = config if config is not None else backend.tracker_config
         self.timer = timer if timer is not None else NULL_TIMER
         self._workspace = CropWorkspace()    # padding canvases and crop/blob arrays reused frame to frame
+        self._output_shapes: dict[tuple, tuple] = {}   # (N, crop side) -> expected (cls, loc) shapes
         self._check_geometry()
         # anchors and cosine window per search crop side, built once (cached in runtime.anchors)
         cfg = self.config
@@ -196,7 +198,7 @@ class SiamRPNTracker:
             crops = crop_targets(frame, center, cfg.exemplar_size, s_z.astype(np.int64),
                                  np.broadcast_to(average, (n, 3)), self._workspace)
         with self.timer.stage("preprocess"):
-            blob = to_blob(crops, self._workspace.blob_for(crops))            # (N, 3, E, E) float32
+            blob = to_blob(crops, self._workspace.blob_for(crops), self._workspace.planes_for(crops))   # (N, 3, E, E)
         with self.timer.stage("template"):
             kernels = self.backend.run_template(blob)
         self._kernels = kernels
@@ -270,8 +272,15 @@ class SiamRPNTracker:
         """Crop targets ``idx`` at ``side`` px (context ``s_z * side / exemplar``) and run the search."""
         cfg = self.config
         s_x = s_z * (side / cfg.exemplar_size)
-        bad = ~np.isfinite(s_x) | ~np.all(np.isfinite(self._center[idx]), axis=1) | (np.round(s_x) < 1)
-        if np.any(bad):
+        crop_sides = np.round(s_x)
+        center = self._center if len(idx) == len(self._center) else self._center[idx]
+        # the usual case in Python floats (a few targets: cheaper than numpy's per-call cost); NaN fails >= 1
+        if not (all(v >= 1 and math.isfinite(v) for v in crop_sides.tolist())
+                and all(math.isfinite(v) for v in center.ravel().tolist())):
+            bad = ~np.isfinite(s_x) | ~np.all(np.isfinite(center), axis=1) | (crop_sides < 1)
+        else:
+            bad = None
+        if bad is not None and np.any(bad):
             # pysot would fail inside its crop; the long-term state is not clipped, so a size the model
             # kept shrinking (or non-finite outputs) reaches this point
             i = int(idx[np.argmax(bad)])
@@ -280,10 +289,10 @@ class SiamRPNTracker:
                 f"{self._size[i].tolist()}), so no search crop can be cut; the model's outputs were not "
                 "usable (non-finite or vanishing boxes). Check the model, or init the target again")
         with self.timer.stage("crop"):
-            crops = crop_targets(frame, self._center[idx], side, np.round(s_x).astype(np.int64),
+            crops = crop_targets(frame, center, side, crop_sides.astype(np.int64),
                                  self._average[idx], self._workspace, targets=idx)
         with self.timer.stage("preprocess"):
-            blob = to_blob(crops, self._workspace.blob_for(crops))            # (n, 3, X, X) float32
+            blob = to_blob(crops, self._workspace.blob_for(crops), self._workspace.planes_for(crops))   # (n, 3, X, X)
         with self.timer.stage("search"):
             cls, loc = self.backend.run_search(blob, self._kernels_for(idx))
         self._check_outputs(cls, loc, len(blob), side)
@@ -308,8 +317,11 @@ class SiamRPNTracker:
         return self._subset_kernels[key]
 
     def _check_outputs(self, cls, loc, n: int, side: int | None = None) -> None:
-        spec = self.backend.spec
-        want_cls, want_loc = spec.cls_shape(n, side), spec.loc_shape(n, side)   # side None: instance size
+        want = self._output_shapes.get((n, side))
+        if want is None:
+            spec = self.backend.spec
+            want = self._output_shapes[(n, side)] = (spec.cls_shape(n, side), spec.loc_shape(n, side))   # side None: instance size
+        want_cls, want_loc = want
         if getattr(cls, "shape", None) != want_cls or getattr(loc, "shape", None) != want_loc:
             raise ContractError(
                 f"backend {self.backend.name} returned cls {getattr(cls, 'shape', None)} and loc "

@@ -68,3 +68,43 @@ def test_host_time_is_each_track_call_minus_its_search_and_is_reported_with_its_
     assert 0 < host["min_ms"] <= e2e["min_ms"] and host["median_ms"] <= e2e["median_ms"]
     assert "cpu_median_ms" in host
     assert "host" in report.latency_markdown({"runs": {"tiny": result}, "environment": {}})
+
+
+def test_the_replayed_host_path_repeats_the_recorded_run_box_for_box(tmp_path):
+    # host_replay plays the recorded network outputs back through a new tracker over the same frames: the
+    # same host work (same crops, same boxes, bit for bit) without the network on this CPU between frames
+    from tiny_tracker_model import write_tiny_tracker_model
+
+    from bench.runs import Run
+
+    model = write_tiny_tracker_model(tmp_path / "tiny")
+    params = {"warmup": 1, "iterations": 6, "template_iters": 2, "frame_wh": [160, 120], "threads": 1}
+    result = latency.measure(Run("onnxruntime", str(model), flavour="standard"), params)
+    replay = result["stages"]["host_replay"]
+    assert replay["n"] == 6 and replay["min_ms"] > 0 and "cpu_median_ms" in replay
+    assert result["replay_identical"] is True
+    assert "host_replay" in report.latency_markdown({"runs": {"tiny": result}, "environment": {}})
+
+
+def test_a_replay_that_takes_other_steps_is_flagged_not_reported_as_comparable():
+    # outputs played back in the wrong order move the boxes elsewhere: the replay must say so
+    import numpy as np
+
+    from bench.synth import SynthConfig, TEST_SEEDS, iter_frames
+    from runtime.backends.pyt import TorchBackend
+
+    items = list(iter_frames(TEST_SEEDS.start, SynthConfig(width=160, height=120, frames=8)))
+    frames = [it.frame for it in items]
+    backend = TorchBackend.random("alex", seed=0)
+    recorder = latency._Recorder(backend)
+    from runtime.tracker import SiamRPNTracker
+
+    tracker = SiamRPNTracker(recorder)
+    tracker.init(frames[0], items[0].box_xywh)
+    params = {"warmup": 0}
+    for i in range(6):
+        recorder.results.append(tracker.track(latency._track_frame(frames, i)))
+    assert latency._replay_host(backend, recorder, frames, items[0].box_xywh, params)[2] is True
+    recorder.outputs.reverse()
+    assert latency._replay_host(backend, recorder, frames, items[0].box_xywh, params)[2] is False
+    assert np.isfinite(recorder.results[-1].box_xywh).all()

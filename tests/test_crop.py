@@ -212,3 +212,52 @@ def test_to_blob_into_a_buffer_fills_and_returns_that_buffer():
     blob = to_blob(patches, out=out)
     assert blob is out
     np.testing.assert_array_equal(blob, to_blob(patches))
+
+
+def test_resize_reads_no_row_outside_the_sampled_rows():
+    # the canvas brings only these rows up to date, so a row cv2.resize reads but _sampled_rows misses
+    # would leak an older frame's pixels into the crop: fill every other row with noise, same result
+    import cv2
+
+    from runtime.crop import _sampled_rows
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(400):
+        out_size = int(rng.choice([17, 31, 127, 255]))
+        side = int(rng.integers(3 * out_size + 1, 24 * out_size))
+        rows = _sampled_rows(side, out_size)
+        assert rows is not None and len(rows) <= 2 * out_size
+        patch = rng.integers(0, 256, (side, 24, 3), dtype=np.uint8)   # narrow: rows are what is tested
+        poisoned = patch.copy()
+        others = np.setdiff1d(np.arange(side), rows)
+        poisoned[others] = rng.integers(0, 256, (len(others), 24, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(cv2.resize(poisoned, (7, out_size), interpolation=cv2.INTER_LINEAR),
+                                      cv2.resize(patch, (7, out_size), interpolation=cv2.INTER_LINEAR),
+                                      err_msg=f"side {side} -> {out_size}")
+        checked += len(others) > 0
+    assert checked == 400
+    assert _sampled_rows(3 * 255, 255) is None          # up to 3x: the whole rectangle is copied
+
+
+def test_a_crop_sticking_out_right_or_below_resizes_less_and_still_gives_pysots_bytes():
+    # the fill band past the frame's right/bottom edge is not resized (runtime.crop._fill_cut); random
+    # frames, sizes and positions, with and without a workspace, must still give pysot's bytes
+    from runtime.crop import CropWorkspace, _fill_cut
+
+    rng = np.random.default_rng(7)
+    cut = 0
+    for trial in range(600):
+        out_size = int(rng.choice([31, 64, 127, 255]))
+        height, width = int(rng.integers(20, 200)), int(rng.integers(20, 260))
+        frame = _textured_frame(height, width, seed=trial)
+        side = int(rng.integers(out_size + 1, 9 * out_size))
+        center = rng.uniform([-0.3 * side, -0.3 * side], [width + 0.3 * side, height + 0.3 * side])
+        avg = rng.uniform(0, 255, 3)
+        cut += _fill_cut(frame.shape, center, side, out_size) is not None
+        want = _pysot_padded_subwindow(frame, center, out_size, side, avg)
+        np.testing.assert_array_equal(get_subwindow(frame, center, out_size, side, avg), want,
+                                      err_msg=f"trial {trial}: {width}x{height}, centre {center}, side {side}")
+        ours = crop_targets(frame, center[None], out_size, np.array([side]), avg[None], CropWorkspace())[0]
+        np.testing.assert_array_equal(ours, want, err_msg=f"trial {trial} (workspace)")
+    assert cut > 300          # the cut was taken in most trials, not just the whole-patch resize

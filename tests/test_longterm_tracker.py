@@ -274,3 +274,12 @@ def test_a_state_without_a_usable_size_gives_a_clear_error_not_a_crop_failure():
     tracker.set_state(dataclasses.replace(tracker.state, size_wh=np.array([0.0, 0.0])))
     with pytest.raises(ContractError, match="target 0: its state degenerated"):
         tracker.track(_frame(1))
+
+
+@pytest.mark.parametrize("center, size", [((np.nan, 10.0), (20.0, 20.0)), ((10.0, np.inf), (20.0, 20.0)),
+                                          ((10.0, 10.0), (np.nan, 20.0)), ((10.0, 10.0), (np.inf, 20.0))])
+def test_a_non_finite_state_gives_the_same_clear_error(center, size):
+    tracker, _ = _track({0: []})
+    tracker.set_state(dataclasses.replace(tracker.state, center_xy=np.array(center), size_wh=np.array(size)))
+    with pytest.raises(ContractError, match="target 0: its state degenerated"):
+        tracker.track(_frame(1))
