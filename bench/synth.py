@@ -26,6 +26,18 @@ When the event ends the target reappears at a position at least a third of the f
 where it was last seen, and not under an occluder. The events draw from their own random stream
 (seed, 1), so the schedule does not depend on the rest of the scene.
 
+Attached targets (``SynthConfig.attached``, ``siamtrack synth --attached F``, ``siamtrack train
+--synth-attached F``): in a fraction F of the sequences (drawn per sequence from its own random stream
+(seed, 3)) the target is a sub-region of a larger pasted region, like a head on a body, so that its box
+is NOT the edge of a pasted rectangle on every side. Each side of the target's box is extended by 0.25-1.5
+target sides of "body" with probability 1/2 (at least one side); the body moves, scales and rotates
+rigidly with the target (the same transform, about the target's centre). Half of these bodies continue
+the target's own texture (one larger crop of the photograph, the box an arbitrary window in it); the
+other half are another crop of the same photograph with the target blended in through a soft-edged
+ellipse (an irregular, soft real boundary; the ellipse's corners show body). The ground truth stays the
+target's sub-rectangle, and ``target_mask`` / visibility are the sub-rectangle's coverage. The default
+(0.0) draws nothing from that stream: every existing sequence is byte-identical.
+
 Images come from scikit-image's ``data`` folder (read by path, no download) and, when installed,
 scikit-learn's two sample images.
 
@@ -85,6 +97,7 @@ class SynthConfig:
     long_term: bool = False                           # absences with reappearance elsewhere (module doc)
     absences: int = 2                                 # events per sequence (long_term only)
     absence_frames: tuple[int, int] = (10, 20)        # event length range, frames (long_term only)
+    attached: float = 0.0                             # share of sequences with an attached target (module doc)
 
 
 def split_of_seed(seed: int) -> str:
@@ -157,6 +170,10 @@ class _Mover:
     base_h: float
     scale: float = 1.0
     angle: float = 0.0
+    # Attached targets only (None otherwise): the target's window (x0, y0, x1, y1) in patch pixels (the
+    # rest of the patch is its body) and the patch's own alpha (HxW float32; None = opaque).
+    window: tuple[float, float, float, float] | None = None
+    alpha: np.ndarray | None = None
 
     def step(self, rng, cfg: SynthConfig, w_img: int, h_img: int, allow_scale: bool = True) -> None:
         self.vx = 0.9 * self.vx + rng.normal(0, cfg.max_speed * 0.25)
@@ -178,38 +195,75 @@ class _Mover:
                                        cfg.max_rotation_deg))
 
     def matrix(self) -> np.ndarray:
-        """2x3 affine map from patch pixels to frame pixels (scale about the patch centre, rotate, move)."""
+        """2x3 affine map from patch pixels to frame pixels (scale about the patch centre, rotate, move).
+        With a ``window``, base_w x base_h is the window's display size and its centre is placed at (cx, cy)."""
         ph, pw = self.patch.shape[:2]
-        sx, sy = self.base_w * self.scale / pw, self.base_h * self.scale / ph
+        if self.window is None:
+            sx, sy = self.base_w * self.scale / pw, self.base_h * self.scale / ph
+        else:
+            x0, y0, x1, y1 = self.window
+            sx, sy = self.base_w * self.scale / (x1 - x0), self.base_h * self.scale / (y1 - y0)
         a = math.radians(self.angle)
         rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) @ np.diag([sx, sy])
-        centre = np.array([pw / 2, ph / 2])
+        centre = np.array([pw / 2, ph / 2]) if self.window is None else \
+            np.array([(self.window[0] + self.window[2]) / 2, (self.window[1] + self.window[3]) / 2])
         t = np.array([self.cx, self.cy]) - rot @ centre
         return np.hstack([rot, t[:, None]])
 
     def box_xywh(self, w_img: int, h_img: int) -> np.ndarray:
-        """Exact axis-aligned box of the transformed patch rectangle, clipped to the frame."""
+        """Exact axis-aligned box of the transformed patch rectangle (the target's window when it has
+        one), clipped to the frame."""
         ph, pw = self.patch.shape[:2]
-        corners = np.array([[0, 0, 1], [pw, 0, 1], [pw, ph, 1], [0, ph, 1]], dtype=np.float64)
+        x0, y0, x1, y1 = (0, 0, pw, ph) if self.window is None else self.window
+        corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64)
         pts = corners @ self.matrix().T
         x1, y1 = max(pts[:, 0].min(), 0.0), max(pts[:, 1].min(), 0.0)
         x2, y2 = min(pts[:, 0].max(), float(w_img)), min(pts[:, 1].max(), float(h_img))
         return np.array([x1, y1, x2 - x1, y2 - y1])
 
     def paste(self, canvas: np.ndarray) -> np.ndarray:
-        """Composite onto float32 canvas (H,W,3); returns the coverage mask (H,W) float32 0..1."""
+        """Composite onto float32 canvas (H,W,3); returns the coverage mask (H,W) float32 0..1 (with a
+        ``window``: the window's coverage, not the body's)."""
         import cv2
 
         h, w = canvas.shape[:2]
         m = self.matrix()
         warped = cv2.warpAffine(self.patch, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        alpha = cv2.warpAffine(np.ones(self.patch.shape[:2], np.float32), m, (w, h), flags=cv2.INTER_LINEAR)
+        own = np.ones(self.patch.shape[:2], np.float32) if self.alpha is None else self.alpha
+        alpha = cv2.warpAffine(own, m, (w, h), flags=cv2.INTER_LINEAR)
         canvas *= 1 - alpha[..., None]
         canvas += warped.astype(np.float32) * alpha[..., None]
-        return alpha
+        if self.window is None:
+            return alpha
+        x0, y0, x1, y1 = (int(round(v)) for v in self.window)
+        inside = np.zeros(self.patch.shape[:2], np.float32)
+        inside[y0:y1, x0:x1] = 1.0
+        return cv2.warpAffine(inside, m, (w, h), flags=cv2.INTER_LINEAR) * alpha
 
 
-def _sequence_movers(rng, cfg: SynthConfig, paths: list[Path]):
+def _attach_body(rng: np.random.Generator, target: _Mover, img: np.ndarray) -> None:
+    """Turn ``target`` into a window of a larger body patch cut from ``img`` (module doc, attached)."""
+    ph, pw = target.patch.shape[:2]
+    ext = [rng.uniform(0.25, 1.5) if rng.random() < 0.5 else 0.0 for _ in range(4)]   # left, top, right, bottom
+    if not any(ext):
+        ext[int(rng.integers(4))] = rng.uniform(0.25, 1.5)
+    left, top = int(round(ext[0] * pw)), int(round(ext[1] * ph))
+    bw, bh = left + pw + int(round(ext[2] * pw)), top + ph + int(round(ext[3] * ph))
+    body = _random_crop(rng, img, bw, bh)
+    if rng.random() < 0.5:
+        # another crop of the same photograph, the target blended in through a soft-edged ellipse
+        yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
+        r = np.hypot((xx + 0.5 - pw / 2) / (pw / 2), (yy + 0.5 - ph / 2) / (ph / 2))
+        soft = float(rng.uniform(0.1, 0.3))                 # edge width, fraction of the radius
+        a = np.clip((1.0 - r) / soft + 0.5, 0.0, 1.0)[..., None]
+        region = body[top:top + ph, left:left + pw].astype(np.float32)
+        body[top:top + ph, left:left + pw] = np.clip(
+            region * (1 - a) + target.patch.astype(np.float32) * a + 0.5, 0, 255).astype(np.uint8)
+    target.patch = body
+    target.window = (float(left), float(top), float(left + pw), float(top + ph))
+
+
+def _sequence_movers(rng, cfg: SynthConfig, paths: list[Path], attach_rng=None):
     w_img, h_img = cfg.width, cfg.height
     order = rng.permutation(len(paths))
     bg_img, obj_img = _load(paths[order[0]]), _load(paths[order[1]])
@@ -223,6 +277,8 @@ def _sequence_movers(rng, cfg: SynthConfig, paths: list[Path]):
         return _Mover(_random_crop(rng, img, *psize), x, y, rng.normal(0, 2), rng.normal(0, 2), w, h)
 
     target = mover(obj_img, tw, th, rng.uniform(0.3, 0.7) * w_img, rng.uniform(0.3, 0.7) * h_img)
+    if attach_rng is not None and attach_rng.random() < cfg.attached:
+        _attach_body(attach_rng, target, obj_img)       # its own stream: the rest of the scene is unchanged
     distractors = [mover(obj_img, tw * rng.uniform(0.8, 1.2), th * rng.uniform(0.8, 1.2),
                          rng.uniform(0.1, 0.9) * w_img, rng.uniform(0.1, 0.9) * h_img) for _ in range(cfg.distractors)]
     occluder = None
@@ -321,7 +377,8 @@ def iter_frames(seed: int, config: SynthConfig = SynthConfig()):
     rng = np.random.default_rng(seed)
     paths = source_paths(split_of_seed(seed))
     w_img, h_img, n = config.width, config.height, config.frames
-    background, target, distractors, occluder = _sequence_movers(rng, config, paths)
+    attach_rng = np.random.default_rng([seed, 3]) if config.attached > 0 else None
+    background, target, distractors, occluder = _sequence_movers(rng, config, paths, attach_rng)
     # The occluder sweeps horizontally across the target's path during one window of the sequence.
     occ_start = int(rng.integers(n // 4, max(n // 2, n // 4 + 1))) if occluder else n
     occ_len = max(n // 5, 3)
@@ -439,6 +496,8 @@ def set_request(seeds, config: SynthConfig) -> dict:
     if not config.long_term:   # a short-term set's manifest stays as it was before long-term sets existed
         for key in _LONG_TERM_FIELDS:
             del options[key]
+    if not config.attached:    # likewise before attached targets existed
+        del options["attached"]
     return {"format": SET_FORMAT, "seeds": [int(s) for s in seeds], "config": json.loads(json.dumps(options))}
 
 
@@ -547,6 +606,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="long-term sequences: the target leaves the view or is fully occluded --absences times "
                         "and reappears elsewhere (NaN ground truth while out of view, absent.txt flags)")
     p.add_argument("--absences", type=int, default=2, help="absences per long-term sequence (default 2)")
+    p.add_argument("--attached", type=float, default=0.0,
+                   help="fraction (0..1) of sequences whose target is a sub-region of a larger pasted body "
+                        "(texture continues beyond the box on some sides, like a head on a body); the box "
+                        "stays the sub-region (default 0: the classic pasted rectangles)")
     p.add_argument("--only-stale", action="store_true",
                    help="do nothing (and say \"up to date\") when --out already holds this complete set")
     args = p.parse_args(argv)
@@ -569,7 +632,10 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--first-seed {first} with --count {args.count} leaves the {args.split} seed range")
     from tqdm import tqdm
 
-    cfg = SynthConfig(width=w, height=h, frames=args.frames, long_term=args.long_term, absences=args.absences)
+    if not 0.0 <= args.attached <= 1.0:
+        raise InputError(f"--attached {args.attached}: give a fraction in [0, 1], e.g. 0.5")
+    cfg = SynthConfig(width=w, height=h, frames=args.frames, long_term=args.long_term, absences=args.absences,
+                      attached=args.attached)
     long_term_events(first, cfg)          # a sequence too short for its absences fails before writing
     root = Path(args.out)
     if args.only_stale and set_is_current(root, seeds, cfg):

@@ -27,6 +27,9 @@ examples:
   siamtrack train --config lite0 --data folder:/data/myseqs --out runs/a --resume
   # the spatial-aware sampling ablation: the same run without search shift
   siamtrack train --config lite0 --data synth:400 --search-shift 0 --out artifacts/train/shift0
+  # fine-tune on generated data where half the targets are attached to a larger body (issue 20)
+  siamtrack train --config lite0 --data synth:200 --synth-attached 0.5 --init models/lite0/model.pth \
+      --out artifacts/train/attached50
 """
 
 
@@ -61,6 +64,7 @@ class TrainConfig:
     # before they existed still resumes (see ``digest``).
     search_scale: float = 0.18              # search-crop scale jitter per axis (pysot DATASET.SEARCH.SCALE)
     unfreeze_blocks: int | None = None      # with unfreeze_at: train only the last N backbone blocks
+    synth_attached: float = 0.0             # share of synth:N sequences with an attached target (bench.synth)
 
     def digest(self) -> str:
         values = dataclasses.asdict(self)
@@ -70,7 +74,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-LATE_FIELDS = {"search_scale": 0.18, "unfreeze_blocks": None}
+LATE_FIELDS = {"search_scale": 0.18, "unfreeze_blocks": None, "synth_attached": 0.0}
 
 
 @dataclass
@@ -80,8 +84,9 @@ class TrainState:
     seconds: float = 0.0
 
 
-def load_sequences(specs, synth_frames: int, seed: int):
-    """``synth:N`` -> N generated TRAIN-split sequences; ``<format>:PATH`` -> bench.sequences readers."""
+def load_sequences(specs, synth_frames: int, seed: int, synth_attached: float = 0.0):
+    """``synth:N`` -> N generated TRAIN-split sequences (a ``synth_attached`` share of them with attached
+    targets, ``bench.synth.SynthConfig.attached``); ``<format>:PATH`` -> bench.sequences readers."""
     from bench.sequences import read_dataset
     from bench.synth import TRAIN_SEEDS, SynthConfig, generate
 
@@ -93,7 +98,7 @@ def load_sequences(specs, synth_frames: int, seed: int):
                 n = int(arg)
             except ValueError:
                 raise TrainError(f"--data {spec}: expected synth:N with N a number of sequences") from None
-            cfg = SynthConfig(frames=synth_frames)
+            cfg = SynthConfig(frames=synth_frames, attached=synth_attached)
             # train-split seeds only: test sequences (bench.synth TEST_SEEDS) are never trained on
             start = TRAIN_SEEDS.start + 1000 * seed
             sequences += [generate(start + i, cfg) for i in _progress(range(n), "generating sequences")]
@@ -194,7 +199,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, log_every: int 
 
         load_checkpoint(model, cfg.init, model_cfg)
     if sequences is None:
-        sequences = load_sequences(cfg.data, cfg.synth_frames, cfg.seed)
+        sequences = load_sequences(cfg.data, cfg.synth_frames, cfg.seed, cfg.synth_attached)
     sampler = PairSampler(sequences, pair_config(cfg, model_cfg.tracker))
     schedule = Schedule(cfg.steps, cfg.warmup_steps, cfg.warmup_lr, cfg.base_lr, cfg.end_lr)
     state = TrainState()
@@ -342,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=d.config, help="built-in config name or pysot config.yaml (default lite0)")
     p.add_argument("--data", action="append", help="synth:N or FORMAT:PATH (repeatable; default synth:400)")
     p.add_argument("--synth-frames", type=int, default=d.synth_frames, help="frames per generated sequence")
+    p.add_argument("--synth-attached", type=float, default=d.synth_attached, metavar="F",
+                   help="fraction (0..1) of the synth:N sequences whose target is a sub-region of a larger "
+                        "pasted body (texture continues past the box on some sides, like a head on a body; "
+                        "half of them blended in through a soft-edged ellipse). The box stays the "
+                        "sub-region, so the regression cannot just find a pasted rectangle's edge. "
+                        "Default 0: the classic pasted rectangles, byte-identical sequences")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--base-lr", type=float, default=d.base_lr)
@@ -371,11 +382,13 @@ def main(argv: list[str] | None = None) -> int:
                       steps=args.steps, batch=args.batch, base_lr=args.base_lr, warmup_steps=args.warmup_steps,
                       unfreeze_at=args.unfreeze_at, search_shift=args.search_shift, seed=args.seed,
                       pretrained=not args.no_pretrained, init=args.init, search_scale=args.search_scale,
-                      end_lr=args.end_lr, unfreeze_blocks=args.unfreeze_blocks)
+                      end_lr=args.end_lr, unfreeze_blocks=args.unfreeze_blocks, synth_attached=args.synth_attached)
     if cfg.steps < 1 or cfg.batch < 1:
         raise InputError("--steps and --batch must be at least 1")
     if cfg.unfreeze_blocks is not None and cfg.unfreeze_at is None:
         raise InputError("--unfreeze-blocks needs --unfreeze-at (the step at which those blocks start training)")
+    if not 0 <= cfg.synth_attached <= 1:
+        raise InputError(f"--synth-attached {cfg.synth_attached}: give a fraction in [0, 1], e.g. 0.5")
     if not 0 <= cfg.search_scale < 1:
         raise InputError(f"--search-scale {cfg.search_scale}: give a fraction in [0, 1), e.g. 0.18")
     if args.threads:
