@@ -19,17 +19,21 @@ def test_same_seed_gives_identical_frames_and_boxes():
     assert not np.array_equal(a.frames[0], c.frames[0])
 
 
+def assert_box_is_mask_extent(item) -> None:
+    """The box is the continuous extent of the target rectangle; rasterised pixels (centres where
+    coverage > 0.5) lie inside it, and within 1.5 px of each edge (bilinear edge + rotation corner)."""
+    ys, xs = np.nonzero(item.target_mask > 0.5)
+    x, y, w, h = item.box_xywh
+    assert xs.min() >= x - 0.5 and xs.max() <= x + w + 0.5
+    assert ys.min() >= y - 0.5 and ys.max() <= y + h + 0.5
+    assert abs(xs.min() - x) <= 1.5 and abs(xs.max() + 1 - (x + w)) <= 1.5
+    assert abs(ys.min() - y) <= 1.5 and abs(ys.max() + 1 - (y + h)) <= 1.5
+
+
 def test_box_is_the_extent_of_the_rendered_target():
     cfg = synth.SynthConfig(width=160, height=120, frames=15, occlusion=False, blur=False, lighting=False)
     for item in synth.iter_frames(1_000_005, cfg):
-        ys, xs = np.nonzero(item.target_mask > 0.5)
-        x, y, w, h = item.box_xywh
-        # the box is the continuous extent of the patch rectangle; rasterised pixels (centres where
-        # coverage > 0.5) lie inside it, and within 1.5 px of each edge (bilinear edge + rotation corner).
-        assert xs.min() >= x - 0.5 and xs.max() <= x + w + 0.5
-        assert ys.min() >= y - 0.5 and ys.max() <= y + h + 0.5
-        assert abs(xs.min() - x) <= 1.5 and abs(xs.max() + 1 - (x + w)) <= 1.5
-        assert abs(ys.min() - y) <= 1.5 and abs(ys.max() + 1 - (y + h)) <= 1.5
+        assert_box_is_mask_extent(item)
 
 
 def test_occluder_hides_the_target_for_a_while_and_marks_it_absent():

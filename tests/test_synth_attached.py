@@ -10,6 +10,7 @@ import pytest
 
 from bench import synth
 from runtime.errors import InputError
+from test_synth import assert_box_is_mask_extent
 
 PLAIN = synth.SynthConfig(width=160, height=120, frames=10, distractors=0, occlusion=False, blur=False,
                           lighting=False, max_rotation_deg=0.0)
@@ -49,12 +50,7 @@ def test_attached_target_keeps_the_plain_targets_path_and_box():
 def test_box_is_the_extent_of_the_window_not_of_the_body():
     for seed in (1_000_012, 1_000_013):
         for item in synth.iter_frames(seed, ATTACHED):
-            ys, xs = np.nonzero(item.target_mask > 0.5)
-            x, y, w, h = item.box_xywh
-            assert xs.min() >= x - 0.5 and xs.max() <= x + w + 0.5
-            assert ys.min() >= y - 0.5 and ys.max() <= y + h + 0.5
-            assert abs(xs.min() - x) <= 1.5 and abs(xs.max() + 1 - (x + w)) <= 1.5
-            assert abs(ys.min() - y) <= 1.5 and abs(ys.max() + 1 - (y + h)) <= 1.5
+            assert_box_is_mask_extent(item)          # the window's mask, not the body's
             assert item.visible_fraction == 1.0 and not item.absent
 
 
