@@ -367,6 +367,8 @@ def model_identity(model_dir: Path, flavour: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.cli_args import positive_int
+
     parser = argparse.ArgumentParser(
         prog="siamtrack calibrate",
         description="Record INT8 calibration crops (+ kernels) by running the FP32 tracker over sequences.",
@@ -395,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-stale", action="store_true",
                         help="leave --out alone (and say \"up to date\") when it was recorded from this FP32 model, "
                              "this dataset (unchanged) and these options; else record it anew (implies --overwrite)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads of ONNX Runtime's intra-op pool, per session of the FP32 model; "
+                             "default: the library's (all usable CPUs); not among the inputs --only-stale "
+                             "compares")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     args = parser.parse_args(argv)
@@ -419,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"up to date: {out} (recorded from export {identity['export_id']} on the same data and options; "
               f"{manifest['searches']} search crops)")
         return 0
-    backend = open_backend(str(args.model_dir), backend="onnxruntime", precision="fp32", flavour=identity["xcorr"])
+    backend = open_backend(str(args.model_dir), backend="onnxruntime", precision="fp32", flavour=identity["xcorr"],
+                           threads=args.threads)
     jitter = JitterConfig(templates=args.jitter_templates, searches=args.jitter_searches)
     with backend:
         manifest = collect(sequences, backend, out, model_identity=identity,

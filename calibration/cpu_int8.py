@@ -42,6 +42,16 @@ plugin flavour's custom op, and the plugin xcorr (a Python op on ORT) is slower 
 
 The CPU kernels must be exact for these graphs to mean anything: u8 x s8 is exact with VNNI (x86) and
 on ARM; x86 CPUs without VNNI run ORT's exact u8 x u8 kernels (``runtime.backends.onnxrt.session_options``).
+
+Threads (``threads=`` / ``--threads``): two kinds of ONNX Runtime session run here. Ours (the bias
+correction's calibration pass, ``calibration.quantize.ort_session``) take the count directly.
+``quantize_static`` opens its calibration session itself, with ``SessionOptions()`` of its own
+(``onnxruntime/quantization/calibrate.py``, ``CalibraterBase.create_inference_session``, checked in
+onnxruntime 1.32): neither its arguments nor ``extra_options`` reach that session's options (only its
+execution providers). ``_calibrator_threads`` therefore replaces that one method while
+``quantize_static`` runs, opening the same session (same graph, providers and graph optimisation level,
+none) with ``threads`` intra-op threads, one inter-op thread and no spinning. Without ``threads``
+nothing is replaced: the library's session, as before.
 """
 from __future__ import annotations
 
@@ -95,9 +105,10 @@ def _explicit_subgraph_reads(model) -> int:
     return count
 
 
-def _correct_biases(model, feeds: list[Mapping[str, np.ndarray]]) -> int:
+def _correct_biases(model, feeds: list[Mapping[str, np.ndarray]], threads: int | None = None) -> int:
     """Bias correction for every Conv with constant weights, for the weight rounding ORT's quantizer
-    will apply (symmetric per output channel, scale max|w| / 127). Returns the number of Convs."""
+    will apply (symmetric per output channel, scale max|w| / 127). Returns the number of Convs.
+    threads: intra-op threads of the calibration session (None: ONNX Runtime's default)."""
     from onnx import numpy_helper
 
     from calibration.quantize import calibrate
@@ -106,7 +117,7 @@ def _correct_biases(model, feeds: list[Mapping[str, np.ndarray]]) -> int:
     convs = [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits]
     if not convs:
         return 0
-    cal = calibrate(model, tuple(sorted({n.input[0] for n in convs})), feeds, "max")
+    cal = calibrate(model, tuple(sorted({n.input[0] for n in convs})), feeds, "max", threads=threads)
     for node in convs:
         w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
         out_ch, in_per_group = w.shape[0], w.shape[1]
@@ -179,16 +190,55 @@ def _quiet_ort_quantizer():
         root.setLevel(level)
 
 
+@contextlib.contextmanager
+def _calibrator_threads(threads: int | None):
+    """While active, the calibration session ``quantize_static`` opens has ``threads`` intra-op threads,
+    one inter-op thread and no spinning (module doc: the quantizer has no option for it). None: no change."""
+    if threads is None:
+        yield
+        return
+    import onnxruntime as ort
+    from onnxruntime.quantization import calibrate as ort_calibrate
+
+    from runtime.backends.onnxrt import session_options
+
+    base = getattr(ort_calibrate, "CalibraterBase", None)
+    original = getattr(base, "create_inference_session", None)
+    if original is None:
+        raise CalibrationError(
+            f"onnxruntime {ort.__version__}: its quantizer no longer opens the calibration session in "
+            "CalibraterBase.create_inference_session, so --threads cannot reach it; run without --threads "
+            "(ONNX Runtime's default pool), or update calibration/cpu_int8.py for this version")
+
+    def create_inference_session(calibrator):
+        opts = session_options(ort, threads)
+        # as the library's own method: the augmented graph unoptimised, on the calibrator's providers
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, sess_options=opts,
+                                                        providers=calibrator.execution_providers)
+
+    base.create_inference_session = create_inference_session
+    try:
+        yield
+    finally:
+        base.create_inference_session = original
+
+
 def quantize_cpu_bytes(fp32_path: str | Path, feeds: list[dict], *, calibration_id: str,
-                       set_sha256: str, bias_correction: bool = True) -> bytes:
+                       set_sha256: str, bias_correction: bool = True, threads: int | None = None) -> bytes:
     """The CPU-placed INT8 copy of the FP32 standard-xcorr graph ``fp32_path`` (serialised), calibrated
     on ``feeds`` (``{input_name: float32 array}`` dicts for that graph). Metadata as every INT8 graph:
     ``siamrpn.precision = int8``, ``siamrpn.calibration`` JSON (placement, method, samples, set sha256,
-    ``calibration_id``, the FP32 source's sha256); the rest is the FP32 graph's."""
+    ``calibration_id``, the FP32 source's sha256); the rest is the FP32 graph's. threads: intra-op
+    threads of every ONNX Runtime session calibrating it, ORT's quantizer's included (module doc);
+    None: ONNX Runtime's default."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    from runtime.backends import check_threads
     from runtime.contract import META_XCORR, sha256_file
+
+    threads = check_threads(threads)
 
     fp32_path = Path(fp32_path)
     if not fp32_path.is_file():
@@ -204,12 +254,12 @@ def quantize_cpu_bytes(fp32_path: str | Path, feeds: list[dict], *, calibration_
     from calibration.placement import name_nodes
 
     name_nodes(model)
-    corrected = _correct_biases(model, feeds) if bias_correction else 0
+    corrected = _correct_biases(model, feeds, threads) if bias_correction else 0
     _explicit_subgraph_reads(model)
     with tempfile.TemporaryDirectory(prefix="siamtrack-cpu-int8-") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
-        with _quiet_ort_quantizer():
+        with _quiet_ort_quantizer(), _calibrator_threads(threads):
             quantize_static(
                 str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
@@ -248,10 +298,15 @@ def source_paths(model_dir: str | Path) -> tuple[Path, Path]:
 
 
 def quantize_cpu_pair(model_dir: str | Path, calib, out_dir: str | Path | None = None, *,
-                      samples: int = DEFAULT_SAMPLES, bias_correction: bool = True) -> list[Path]:
+                      samples: int = DEFAULT_SAMPLES, bias_correction: bool = True,
+                      threads: int | None = None) -> list[Path]:
     """Write ``template.int8.cpu.onnx`` and ``search.int8.cpu.onnx`` from ``model_dir``'s FP32 standard
-    pair and ``calib`` (a ``calibration.feeds.CalibrationSet``), both or neither (``runtime.atomic``)."""
+    pair and ``calib`` (a ``calibration.feeds.CalibrationSet``), both or neither (``runtime.atomic``).
+    threads: intra-op threads of the ONNX Runtime calibration sessions (``quantize_cpu_bytes``)."""
     from runtime.atomic import write_group
+    from runtime.backends import check_threads
+
+    threads = check_threads(threads)
 
     if samples < 1:
         raise CalibrationError(f"samples {samples}: expected at least 1 calibration sample per graph")
@@ -267,7 +322,7 @@ def quantize_cpu_pair(model_dir: str | Path, calib, out_dir: str | Path | None =
         feeds = calib.feeds_for(src, batch=1)
         chosen = spread(feeds, len(feeds), samples)
         files[out] = quantize_cpu_bytes(src, chosen, calibration_id=cal_id, set_sha256=calib.set_sha256,
-                                        bias_correction=bias_correction)
+                                        bias_correction=bias_correction, threads=threads)
     outs[0].parent.mkdir(parents=True, exist_ok=True)
     write_group(files)
     return list(outs)
@@ -289,6 +344,8 @@ def pair_is_current(model_dir: str | Path, calib, out_dir: str | Path | None = N
 # ------------------------------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.cli_args import positive_int
+
     parser = argparse.ArgumentParser(
         prog="siamtrack quantize-cpu",
         description="Make INT8 graphs placed for ONNX Runtime's CPU kernels (QLinearConv: u8 activations, "
@@ -312,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-stale", action="store_true",
                         help='leave the pair alone (and say "up to date") when it was made from these FP32 '
                              "graphs, this calibration set and these options")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads of the intra-op pool of each ONNX Runtime calibration session (one "
+                             "inter-op thread, idle threads do not spin); default: the library's. ONNX "
+                             "Runtime's quantizer has no option for its own calibration session, so siamtrack "
+                             "sets it by replacing the quantizer's session-opening method "
+                             "(CalibraterBase.create_inference_session) while it runs")
     parser.add_argument("--json", action="store_true", help="print written paths as JSON")
     args = parser.parse_args(argv)
     from calibration.feeds import load_calibration
@@ -326,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"up to date: {out_dir}/{{template,search}}.int8.{CPU_INT8_FLAVOUR}.onnx (same FP32 graphs, "
                   f"calibration set {calib.set_sha256[:12]} and options)")
         return 0
-    outs = quantize_cpu_pair(args.model_dir, calib, out_dir, **opts)
+    outs = quantize_cpu_pair(args.model_dir, calib, out_dir, threads=args.threads, **opts)
     if args.json:
         print(json.dumps({"written": [str(p) for p in outs], "up_to_date": []}))
     else:

@@ -97,14 +97,16 @@ class RangeReport:
 
 def ort_session(model, threads: int | None = None):
     """An ONNX Runtime CPU session for a path or ModelProto, with the xcorr custom op registered and
-    the runtime backend's options (``runtime.backends.onnxrt.session_options``)."""
+    the runtime backend's options (``runtime.backends.onnxrt.session_options``): ``threads`` intra-op
+    threads (None: ONNX Runtime's default), one inter-op thread, and no spinning of idle pool threads,
+    as in the backend (the calibration loop alternates ORT runs with numpy statistics)."""
     import onnxruntime as ort
 
     from runtime.backends.onnxrt import session_options
 
     payload = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
-    return ort.InferenceSession(payload, session_options(ort, threads, custom_xcorr=True),
-                                providers=["CPUExecutionProvider"])
+    opts = session_options(ort, threads, custom_xcorr=True)
+    return ort.InferenceSession(payload, opts, providers=["CPUExecutionProvider"])
 
 
 # ------------------------------------------------------------------------------------------ calibration
@@ -178,9 +180,10 @@ class Calibration:
 
 
 def calibrate(model, activations: tuple[str, ...], feeds, method: str, percentile: float = 99.99,
-              progress: bool = False) -> Calibration:
+              progress: bool = False, threads: int | None = None) -> Calibration:
     """Run the float model over ``feeds``: the chosen range, the absolute maximum and the per-channel
-    mean of every tensor in ``activations`` (NCHW or NC... float tensors)."""
+    mean of every tensor in ``activations`` (NCHW or NC... float tensors). ``threads``: intra-op
+    threads of the ONNX Runtime session (None: ONNX Runtime's default)."""
     import onnx
     from tqdm import tqdm
 
@@ -191,7 +194,7 @@ def calibrate(model, activations: tuple[str, ...], feeds, method: str, percentil
     for t in activations:
         if t not in graph_in and t not in existing:
             aug.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-    sess = ort_session(aug)
+    sess = ort_session(aug, threads)
     wanted = [t for t in activations if t not in graph_in]
 
     def batches(desc):
@@ -341,7 +344,7 @@ def _quantize_weight(wname, init, new_inits, head_nodes, report: RangeReport,
 def quantize(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], out_path: str | Path,
              method: str = "percentile", keep_fp: Iterable[str] = (), percentile: float = 99.99,
              residual: bool = True, bias_correction: bool = True, progress: bool = False,
-             calibration_id: str = "") -> Path:
+             calibration_id: str = "", threads: int | None = None) -> Path:
     """Write an INT8 Q/DQ copy of the FP32 graph ``onnx_path`` to ``out_path``; returns ``out_path``.
 
     feeds: re-iterable (or one-shot, then held in memory) {input_name: float32 array} dicts covering
@@ -350,10 +353,11 @@ def quantize(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], o
     set sha256, sample count, kept layers, ``calibration_id``, the FP32 source's sha256), and
     ``<out>.ranges.json`` (per-tensor ranges, weight scales). Both files appear atomically, or not at all.
     A template/search pair is written with ``quantize_pair``, which makes the pair all-or-nothing.
+    threads: intra-op threads of the calibration session (None: ONNX Runtime's default).
     """
     data, ranges = quantize_to_bytes(onnx_path, feeds, method=method, keep_fp=keep_fp, percentile=percentile,
                                      residual=residual, bias_correction=bias_correction, progress=progress,
-                                     calibration_id=calibration_id)
+                                     calibration_id=calibration_id, threads=threads)
     out_path = Path(out_path)
     atomic_write_bytes(out_path, data, extra={ranges_path(out_path): ranges})
     return out_path
@@ -362,12 +366,14 @@ def quantize(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], o
 def quantize_to_bytes(onnx_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], *,
                       method: str = "percentile", keep_fp: Iterable[str] = (), percentile: float = 99.99,
                       residual: bool = True, bias_correction: bool = True, progress: bool = False,
-                      calibration_id: str = "") -> tuple[bytes, bytes]:
+                      calibration_id: str = "", threads: int | None = None) -> tuple[bytes, bytes]:
     """``quantize`` without writing: (serialised INT8 model, ranges JSON)."""
+    from runtime.backends import check_threads
+
     data, ranges, _measured = _quantize_graph(onnx_path, feeds, method=method, keep_fp=keep_fp,
                                               percentile=percentile, residual=residual,
                                               bias_correction=bias_correction, progress=progress,
-                                              calibration_id=calibration_id)
+                                              calibration_id=calibration_id, threads=check_threads(threads))
     return data, ranges
 
 
@@ -383,7 +389,8 @@ class _Measured:
 
 
 def _quantize_graph(onnx_path, feeds, *, method, keep_fp, percentile, residual, bias_correction, progress,
-                    calibration_id, reuse: _Measured | None = None) -> tuple[bytes, bytes, _Measured]:
+                    calibration_id, reuse: _Measured | None = None,
+                    threads: int | None = None) -> tuple[bytes, bytes, _Measured]:
     """Calibrate ``onnx_path`` on ``feeds`` (or take ``reuse``'s ranges and means: the long-term search
     graph) and insert Q/DQ; returns (model bytes, ranges JSON, what was measured)."""
     import onnx
@@ -413,7 +420,7 @@ def _quantize_graph(onnx_path, feeds, *, method, keep_fp, percentile, residual, 
         if count == 0:
             raise CalibrationError(f"{onnx_path}: the calibration set is empty; collect samples with "
                                    "`python -m calibration.collect` first")
-        cal = calibrate(model, qplan.activations, checked, method, percentile, progress)
+        cal = calibrate(model, qplan.activations, checked, method, percentile, progress, threads)
     else:
         _check_same_network(onnx_path, qplan, weights, reuse)
         cal, set_sha, count = reuse.calibration, reuse.set_sha256, reuse.samples
@@ -469,12 +476,16 @@ def pair_calibration_id(template_fp32: Path, search_fp32: Path, set_sha256: str,
 def quantize_pair(template_fp32: Path, search_fp32: Path, calib, out_dir: Path, flavour: str, *,
                   method: str = "percentile", keep_fp: Iterable[str] = (), percentile: float = 99.99,
                   residual: bool = True, bias_correction: bool = True, progress: bool = False,
-                  lost_fp32: Path | None = None) -> list[Path]:
+                  lost_fp32: Path | None = None, threads: int | None = None) -> list[Path]:
     """Quantize one flavour's template and search graphs with ``calib`` (a ``CalibrationSet``) and
     write both (with their ranges) only when both are done, each fsynced before any is renamed.
     ``lost_fp32``: the export's long-term search graph, quantized with the search graph's ranges and
-    written with the pair (same calibration id). Returns the graph paths (template, search[, lost])."""
+    written with the pair (same calibration id). ``threads``: intra-op threads of the ONNX Runtime
+    calibration sessions (None: ONNX Runtime's default). Returns the graph paths (template, search[, lost])."""
+    from runtime.backends import check_threads
     from runtime.contract import LOST_GRAPH, artifact_name
+
+    threads = check_threads(threads)
 
     opts = dict(method=method, keep_fp=list(keep_fp), percentile=percentile, residual=residual,
                 bias_correction=bias_correction)
@@ -486,7 +497,8 @@ def quantize_pair(template_fp32: Path, search_fp32: Path, calib, out_dir: Path, 
     for graph, src in jobs:
         feeds = None if graph == LOST_GRAPH else calib.feeds_for(src)
         data, ranges, measured = _quantize_graph(src, feeds, progress=progress, calibration_id=cal_id,
-                                                 reuse=measured if graph == LOST_GRAPH else None, **opts)
+                                                 reuse=measured if graph == LOST_GRAPH else None,
+                                                 threads=threads, **opts)
         out = Path(out_dir) / artifact_name(graph, "int8", flavour, "onnx")
         files[out], files[ranges_path(out)] = data, ranges
         outs.append(out)
@@ -557,6 +569,7 @@ def atomic_write_bytes(path: Path, data: bytes, extra: dict[Path, bytes] | None 
 # ------------------------------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.cli_args import positive_int
     from runtime.contract import GRAPHS, LOST_GRAPH, XCORR_FLAVOURS, artifact_name
 
     parser = argparse.ArgumentParser(
@@ -588,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-stale", action="store_true",
                         help="leave a flavour's INT8 pair alone (and say \"up to date\") when it was made from "
                              "these FP32 graphs, this calibration set and these options")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads of the intra-op pool of each ONNX Runtime calibration session (one "
+                             "inter-op thread, idle threads do not spin); default: the library's")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print written paths as JSON")
     args = parser.parse_args(argv)
@@ -616,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"calibration set {calib.set_sha256[:12]} and options)")
             continue
         outs = quantize_pair(template, search, calib, out_dir, flavour, progress=not args.quiet, lost_fp32=lost,
-                             **opts)
+                             threads=args.threads, **opts)
         written += [str(p) for p in outs]
         if not args.json:
             print("\n".join(str(p) for p in outs))

@@ -115,19 +115,22 @@ def _auc(gt, pred, absent=None) -> float:
     return float(success_curve(gt, pred, absent).mean())
 
 
-def open_variants(model_dir: Path, flavour: str, precisions=VARIANT_PRECISIONS):
+def open_variants(model_dir: Path, flavour: str, precisions=VARIANT_PRECISIONS, threads: int | None = None):
     """(fp32 backend, {precision: backend}) for the variants present; ContractError when a variant
-    comes from another export than the FP32 pair."""
+    comes from another export than the FP32 pair. threads: intra-op threads of every session (None:
+    the backend's default, the CPUs this process may use)."""
+    from runtime.backends import check_threads
     from runtime.backends.onnxrt import OrtBackend
     from runtime.errors import ContractError
 
-    fp32 = OrtBackend.from_dir(model_dir, precision="fp32", flavour=flavour)
+    threads = check_threads(threads)
+    fp32 = OrtBackend.from_dir(model_dir, precision="fp32", flavour=flavour, threads=threads)
     variants = {}
     for p in precisions:
         precision, fl = ("int8", CPU_INT8_FLAVOUR) if p == CPU_INT8_VARIANT else (p, flavour)
         if not (model_dir / artifact_name("search", precision, fl, "onnx")).is_file():
             continue
-        backend = OrtBackend.from_dir(model_dir, precision=precision, flavour=fl)
+        backend = OrtBackend.from_dir(model_dir, precision=precision, flavour=fl, threads=threads)
         if (backend.meta.export_id, backend.meta.source_sha256) != (fp32.meta.export_id, fp32.meta.source_sha256):
             raise ContractError(
                 f"{backend.search_path}: built from export {backend.meta.export_id} but the FP32 pair in "
@@ -144,15 +147,16 @@ def open_variants(model_dir: Path, flavour: str, precisions=VARIANT_PRECISIONS):
 
 
 def evaluate(model_dir: str | Path, sequences, flavour: str = "plugin", precisions=VARIANT_PRECISIONS,
-             progress: bool = False) -> dict:
+             progress: bool = False, threads: int | None = None) -> dict:
     """Compare every variant in ``model_dir`` with its FP32 pair over ``sequences`` (SequenceInput with
-    in-memory or lazy frames, optional ``gt_xywh`` / ``absent``). Returns the JSON-ready report."""
+    in-memory or lazy frames, optional ``gt_xywh`` / ``absent``). Returns the JSON-ready report.
+    threads: intra-op threads of each ONNX Runtime session (None: the CPUs this process may use)."""
     from tqdm import tqdm
 
     from bench.metrics import iou_xywh
 
     model_dir = Path(model_dir)
-    fp32, variants = open_variants(model_dir, flavour, precisions)
+    fp32, variants = open_variants(model_dir, flavour, precisions, threads)
     shadow = ShadowBackend(fp32, variants)
     ious = {p: [] for p in variants}
     auc_ref = {p: [] for p in variants}
@@ -231,6 +235,8 @@ def _synthetic(count: int, frames: int):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.cli_args import positive_int
+
     parser = argparse.ArgumentParser(
         prog="siamtrack precision-report",
         description="Measure what FP16 and INT8 variants cost against the FP32 graphs and tracker.",
@@ -255,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=VARIANT_PRECISIONS, action="append",
                         help="default: all present; int8 is the TensorRT placement, int8-cpu ONNX Runtime's "
                              "(*.int8.cpu.onnx, `siamtrack quantize-cpu`)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads of ONNX Runtime's intra-op pool, per session (FP32 and every "
+                             "variant); default: the library's (all usable CPUs)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -275,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("--video needs --box x,y,w,h")
         sequences = [sequence_from_video(args.video, args.box)]
     report = evaluate(args.model_dir, sequences, args.flavour, args.precision or VARIANT_PRECISIONS,
-                      progress=not (args.quiet or args.json))
+                      progress=not (args.quiet or args.json), threads=args.threads)
     print(json.dumps(report, indent=1) if args.json else format_table(report))
     return 0
 

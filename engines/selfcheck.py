@@ -84,13 +84,15 @@ def _with_lost_crops(feeds: dict[str, np.ndarray], spec: ModelSpec, batch: int) 
     return feeds
 
 
-def _ort_run(onnx_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _ort_run(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     from runtime.backends.onnxrt import session_options
 
-    # Same options as the ORT backend: the exact INT8 kernels make ORT a fair reference for an INT8 engine.
-    sess = ort.InferenceSession(str(onnx_path), session_options(ort), providers=["CPUExecutionProvider"])
+    # Same options as the ORT backend: the exact INT8 kernels make ORT a fair reference for an INT8 engine;
+    # ``threads`` intra-op threads (None: ORT's default), idle pool threads not spinning while TensorRT runs.
+    opts = session_options(ort, threads)
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {i.name: feeds[i.name] for i in sess.get_inputs()})))
 
@@ -101,15 +103,17 @@ def reference_onnx(folder: Path, meta: EngineSidecar) -> Path:
     return folder / artifact_name(meta.graph, meta.precision, "standard", "onnx")
 
 
-def feeds_for(folder: Path, meta: EngineSidecar, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The engine's inputs: the template crops, or the search crops plus ONNX Runtime's kernels for them."""
+def feeds_for(folder: Path, meta: EngineSidecar, inputs: dict[str, np.ndarray],
+              threads: int | None = None) -> dict[str, np.ndarray]:
+    """The engine's inputs: the template crops, or the search crops plus ONNX Runtime's kernels for them
+    (``threads``: that session's intra-op threads)."""
     n = min(len(inputs["template"]), len(inputs["search"]), meta.max_batch)
     if meta.graph == "template":
         return {"template": inputs["template"][:n]}
     template = folder / artifact_name("template", meta.precision, "standard", "onnx")
     if not template.is_file():
         template = folder / artifact_name("template", "fp32", "standard", "onnx")
-    kernels = _ort_run(template, {"template": inputs["template"][:n]})
+    kernels = _ort_run(template, {"template": inputs["template"][:n]}, threads)
     crops = inputs[LOST_GRAPH if meta.graph == LOST_GRAPH else "search"]
     return {"search": crops[:n], **kernels}
 
@@ -126,9 +130,10 @@ def compare(engine_out: dict[str, np.ndarray], reference: dict[str, np.ndarray])
 
 
 def check_engine(engine: Path, inputs: dict[str, np.ndarray] | None, gpu_reason: str | None,
-                 plugin_library: Path | None = None) -> CheckRow:
+                 plugin_library: Path | None = None, threads: int | None = None) -> CheckRow:
     """plugin_library: explicit plugin path for plugin engines (else the engine's folder or the project's
-    plugin build output; never a path from the sidecar)."""
+    plugin build output; never a path from the sidecar). threads: intra-op threads of the ONNX Runtime
+    reference sessions (None: ORT's default)."""
     folder = engine.parent
     try:
         meta = read_sidecar(engine)
@@ -141,8 +146,8 @@ def check_engine(engine: Path, inputs: dict[str, np.ndarray] | None, gpu_reason:
         return CheckRow(engine.name, ref.name, f"skipped: reference {ref.name} not found")
     from runtime.backends.trt import run_engine
 
-    feeds = feeds_for(folder, meta, inputs)
-    expected = _ort_run(ref, feeds)
+    feeds = feeds_for(folder, meta, inputs, threads)
+    expected = _ort_run(ref, feeds, threads)
     try:
         got = run_engine(engine, feeds, plugin_library)
     except SiamTrackError as exc:
@@ -153,9 +158,13 @@ def check_engine(engine: Path, inputs: dict[str, np.ndarray] | None, gpu_reason:
 
 
 def selfcheck(folder: Path, inputs_path: Path | None = None, batch: int = 2,
-              plugin_library: Path | None = None) -> list[CheckRow]:
+              plugin_library: Path | None = None, threads: int | None = None) -> list[CheckRow]:
+    """One row per engine in ``folder``. threads: intra-op threads of the ONNX Runtime reference sessions
+    (None: ORT's default); TensorRT ignores it."""
+    from runtime.backends import check_threads
     from runtime.gpu import gpu_status
 
+    threads = check_threads(threads)
     engines = sorted(folder.glob("*.engine"))
     available, reason = gpu_status()
     inputs = None
@@ -168,7 +177,7 @@ def selfcheck(folder: Path, inputs_path: Path | None = None, batch: int = 2,
                 continue
         if readable:
             inputs = recorded_inputs(folder, ModelSpec.from_json(readable[0].model_spec), inputs_path, batch)
-    return [check_engine(e, inputs, None if available else reason, plugin_library) for e in engines]
+    return [check_engine(e, inputs, None if available else reason, plugin_library, threads) for e in engines]
 
 
 def format_table(rows: list[CheckRow]) -> str:
@@ -183,6 +192,8 @@ def format_table(rows: list[CheckRow]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.cli_args import positive_int
+
     p = argparse.ArgumentParser(
         prog="siamtrack selfcheck",
         description="Run each TensorRT engine in FOLDER on recorded inputs and compare it with ONNX Runtime "
@@ -200,11 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2, help="targets per run when inputs are recorded here (default 2)")
     p.add_argument("--plugin-lib", type=Path, help="DepthwiseXCorr plugin library for plugin engines (default: the "
                                                     "file the sidecar names, from FOLDER or artifacts/plugin/)")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads of the intra-op pool of each ONNX Runtime reference session (one "
+                        "inter-op thread, idle threads do not spin); default: the library's. TensorRT "
+                        "ignores it")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = p.parse_args(argv)
     if not args.folder.is_dir():
         raise InputError(f"{args.folder}: not a folder of engines (run `python -m engines.build` first)")
-    rows = selfcheck(args.folder, args.inputs, args.batch, args.plugin_lib)
+    rows = selfcheck(args.folder, args.inputs, args.batch, args.plugin_lib, args.threads)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
     elif rows:

