@@ -350,7 +350,9 @@ examples:
   siamtrack latency --run tensorrt:artifacts/r50,precision=fp16 --video clip.mp4 --box 120,80,60,40
 
 Every run is measured in its own fresh process (so peak memory is per backend). Stages: crop,
-preprocess, template (init), search, postprocess, track_e2e (one whole track() call), and search_lost
+preprocess, template (init), search, postprocess, track_e2e (one whole track() call), host (that call
+minus the search), host_replay (the same frames again with the recorded search outputs played back:
+the host path when the network does not run on this CPU, as on a GPU), and search_lost
 (the long-term tracker's 831 search, network only) when the model folder has search_lost.* graphs or
 engines (export with --lost-search, or a long-term config), or a PyTorch run's config is long-term.
 """
