@@ -35,6 +35,15 @@ def _ort_cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny exported tracker model folder (tests/tiny_tracker_model.py), written once per session.
+    READ-ONLY: tests that change files copy it first."""
+    from tiny_tracker_model import write_tiny_tracker_model
+
+    return write_tiny_tracker_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
 def artifacts_dir(tmp_path_factory) -> Path:
     """A per-session scratch folder for exported graphs and engines."""
     return tmp_path_factory.mktemp("artifacts")

@@ -14,16 +14,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tiny_tracker_model import write_tiny_tracker_model
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = "synthetic://?width=160&height=120&fps=30"
 BOX = "60,40,32,32"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return write_tiny_tracker_model(tmp_path_factory.mktemp("tiny"))
 
 
 def _camera(*args, **popen):

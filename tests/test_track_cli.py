@@ -14,15 +14,9 @@ import pytest
 
 from runtime.display import draw_overlay
 from runtime.track_cli import main
-from tiny_tracker_model import write_tiny_tracker_model
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = "20,20,24,24"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return write_tiny_tracker_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

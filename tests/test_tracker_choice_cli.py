@@ -17,14 +17,9 @@ from runtime.live import LiveConfig, run_live
 from runtime.lost import LostMonitor, TrackState
 from runtime.sources import SourceError, SyntheticParams, SyntheticSource
 from runtime.tracker_choice import tracker_config_for
-from tiny_tracker_model import TINY_TRACKER, write_tiny_tracker_model
+from tiny_tracker_model import TINY_TRACKER
 
 BOX = "20,20,24,24"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return write_tiny_tracker_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
