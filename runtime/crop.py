@@ -46,16 +46,14 @@ def crop_origin(center: float, crop_side: int) -> int:
     return int(math.floor(float(center) - (crop_side + 1) / 2 + 0.5))
 
 
-def _patch(frame: np.ndarray, center_xy, crop_side: int, avg_chans) -> np.ndarray:
-    """The un-resized ``crop_side`` x ``crop_side`` x 3 uint8 patch (a view when fully inside the frame)."""
+def _patch(frame: np.ndarray, xmin: int, ymin: int, crop_side: int, fill: np.ndarray) -> np.ndarray:
+    """The un-resized ``crop_side`` x ``crop_side`` x 3 uint8 patch at origin (xmin, ymin) (a view when
+    fully inside the frame); ``fill``: the (3,) uint8 padding colour (``pad_value``)."""
     height, width = frame.shape[:2]
-    xmin = crop_origin(center_xy[0], crop_side)
-    ymin = crop_origin(center_xy[1], crop_side)
     xmax = xmin + crop_side          # exclusive
     ymax = ymin + crop_side
-    if xmin >= 0 and ymin >= 0 and xmax <= width and ymax <= height:
+    if _inside(frame.shape, xmin, ymin, crop_side):
         return frame[ymin:ymax, xmin:xmax]
-    fill = pad_value(avg_chans)
     x0, x1 = max(xmin, 0), min(xmax, width)        # the in-frame part of the crop, frame coordinates
     y0, y1 = max(ymin, 0), min(ymax, height)
     if x0 >= x1 or y0 >= y1:                       # no overlap at all: a flat patch
@@ -87,21 +85,22 @@ def get_subwindow(frame: np.ndarray, center_xy, out_size: int, crop_side: int, a
     crop_side = int(crop_side)
     if out is None:
         out = np.empty((out_size, out_size, 3), dtype=np.uint8)
-    inside = _inside(frame, center_xy, crop_side)
+    xmin, ymin = crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side)
+    inside = _inside(frame.shape, xmin, ymin, crop_side)
+    fill = None if inside else pad_value(avg_chans)
     if crop_side > MAX_EXACT_CROP_SIDE and not inside:
-        return _sampled_crop(frame, center_xy, out_size, crop_side, avg_chans, out)
+        return _sampled_crop(frame, xmin, ymin, out_size, crop_side, fill, out)
     if canvas is not None and not inside and crop_side <= canvas.max_side:
-        patch = canvas.patch(frame, crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side),
-                             crop_side, pad_value(avg_chans), out_size)
+        patch = canvas.patch(frame, xmin, ymin, crop_side, fill, out_size)
     else:
-        patch = _patch(frame, center_xy, crop_side, avg_chans)
+        patch = _patch(frame, xmin, ymin, crop_side, fill)
     if crop_side == out_size:
         out[...] = patch
         return out
     if not inside:
-        cut = _fill_cut(frame.shape, center_xy, crop_side, out_size)
+        cut = _fill_cut(frame.shape, xmin, ymin, crop_side, out_size)
         if cut is not None:
-            return _resize_cut(patch, out, out_size, cut, pad_value(avg_chans))
+            return _resize_cut(patch, out, out_size, cut, fill)
     cv2.resize(patch, (out_size, out_size), dst=out, interpolation=cv2.INTER_LINEAR)
     return out
 
@@ -134,11 +133,10 @@ def _cut_extent(side: int, out_size: int, used: int) -> tuple[int, int]:
     return src, dst
 
 
-def _fill_cut(frame_shape, center_xy, crop_side: int, out_size: int):
-    """((src rows, dst rows), (src cols, dst cols)) of a patch that sticks out of the frame's bottom or
-    right edge, or None when neither can be cut."""
+def _fill_cut(frame_shape, xmin: int, ymin: int, crop_side: int, out_size: int):
+    """((src rows, dst rows), (src cols, dst cols)) of the patch at origin (xmin, ymin) when it sticks
+    out of the frame's bottom or right edge, or None when neither can be cut."""
     height, width = frame_shape[:2]
-    xmin, ymin = crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side)
     rows = _cut_extent(crop_side, out_size, max(min(ymin + crop_side, height) - ymin, 0))
     cols = _cut_extent(crop_side, out_size, max(min(xmin + crop_side, width) - xmin, 0))
     if rows[0] == crop_side and cols[0] == crop_side:
@@ -163,21 +161,18 @@ def _resize_cut(patch: np.ndarray, out: np.ndarray, out_size: int, cut, fill) ->
     return out
 
 
-def _inside(frame: np.ndarray, center_xy, crop_side: int) -> bool:
-    xmin, ymin = crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side)
-    return xmin >= 0 and ymin >= 0 and xmin + crop_side <= frame.shape[1] and ymin + crop_side <= frame.shape[0]
+def _inside(frame_shape, xmin: int, ymin: int, crop_side: int) -> bool:
+    return xmin >= 0 and ymin >= 0 and xmin + crop_side <= frame_shape[1] and ymin + crop_side <= frame_shape[0]
 
 
-def _sampled_crop(frame, center_xy, out_size: int, crop_side: int, avg_chans, out: np.ndarray) -> np.ndarray:
+def _sampled_crop(frame, xmin: int, ymin: int, out_size: int, crop_side: int, fill, out: np.ndarray) -> np.ndarray:
     """A huge crop without its patch: each output pixel is sampled where cv2.resize would sample the
     padded patch, ``x = xmin + (dx + 0.5) * sz / out - 0.5`` (same for y), outside the frame the fill."""
     scale = crop_side / out_size
-    xmin, ymin = crop_origin(center_xy[0], crop_side), crop_origin(center_xy[1], crop_side)
     to_frame = np.array([[scale, 0.0, xmin + 0.5 * scale - 0.5],
                          [0.0, scale, ymin + 0.5 * scale - 0.5]])
-    fill = tuple(int(v) for v in pad_value(avg_chans))
-    cv2.warpAffine(frame, to_frame, (out_size, out_size), dst=out,
-                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    cv2.warpAffine(frame, to_frame, (out_size, out_size), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(int(v) for v in fill))
     return out
 
 

@@ -254,7 +254,8 @@ def test_a_crop_sticking_out_right_or_below_resizes_less_and_still_gives_pysots_
         side = int(rng.integers(out_size + 1, 9 * out_size))
         center = rng.uniform([-0.3 * side, -0.3 * side], [width + 0.3 * side, height + 0.3 * side])
         avg = rng.uniform(0, 255, 3)
-        cut += _fill_cut(frame.shape, center, side, out_size) is not None
+        cut += _fill_cut(frame.shape, crop_origin(center[0], side), crop_origin(center[1], side), side,
+                         out_size) is not None
         want = _pysot_padded_subwindow(frame, center, out_size, side, avg)
         np.testing.assert_array_equal(get_subwindow(frame, center, out_size, side, avg), want,
                                       err_msg=f"trial {trial}: {width}x{height}, centre {center}, side {side}")
