@@ -274,15 +274,12 @@ class SiamRPNTracker:
         s_x = s_z * (side / cfg.exemplar_size)
         crop_sides = np.round(s_x)
         center = self._center if len(idx) == len(self._center) else self._center[idx]
-        # the usual case in Python floats (a few targets: cheaper than numpy's per-call cost); NaN fails >= 1
+        # checked in Python floats (a few targets: cheaper than numpy's per-call cost); NaN fails >= 1
         if not (all(v >= 1 and math.isfinite(v) for v in crop_sides.tolist())
                 and all(math.isfinite(v) for v in center.ravel().tolist())):
-            bad = ~np.isfinite(s_x) | ~np.all(np.isfinite(center), axis=1) | (crop_sides < 1)
-        else:
-            bad = None
-        if bad is not None and np.any(bad):
             # pysot would fail inside its crop; the long-term state is not clipped, so a size the model
             # kept shrinking (or non-finite outputs) reaches this point
+            bad = ~np.isfinite(crop_sides) | ~np.all(np.isfinite(center), axis=1) | (crop_sides < 1)
             i = int(idx[np.argmax(bad)])
             raise ContractError(
                 f"target {i}: its state degenerated (centre {self._center[i].tolist()}, size "
