@@ -153,17 +153,11 @@ def measure(run: Run, params: dict) -> dict:
     for i in range(params["warmup"] + params["iterations"]):
         if i == params["warmup"]:
             timer.reset()
-        frame = _track_frame(frames, i)
-        n_search = len(timer.samples.get("search", ()))
-        w0, c0 = time.perf_counter(), time.process_time()
-        recorder.results.append(tracker.track(frame))
+        result, times = _timed_track(tracker, timer, _track_frame(frames, i))
+        recorder.results.append(result)
         if i >= params["warmup"]:
-            e2e.append(time.perf_counter() - w0)
-            e2e_cpu.append(time.process_time() - c0)
-            # host = everything in track() but the backend's search call(s): crops, blob, decoding,
-            # state, the tracker's own Python; per frame, so one median covers all of it
-            host.append(e2e[-1] - sum(timer.samples.get("search", [])[n_search:]))
-            host_cpu.append(e2e_cpu[-1] - sum(timer.cpu_samples.get("search", [])[n_search:]))
+            for samples, value in zip((e2e, e2e_cpu, host, host_cpu), times):
+                samples.append(value)
 
     def stats(wall, cpu):
         out = stage_stats(wall)
@@ -247,15 +241,24 @@ def _replay_host(backend, recorder: _Recorder, frames: list, box, params: dict):
     tracker.init(frames[0], box)
     wall, cpu, identical = [], [], True
     for i, recorded in enumerate(recorder.results):
-        n_search = len(timer.samples.get("search", ()))
-        w0, c0 = time.perf_counter(), time.process_time()
-        result = tracker.track(_track_frame(frames, i))
-        w1, c1 = time.perf_counter(), time.process_time()
+        result, (_, _, host, host_cpu) = _timed_track(tracker, timer, _track_frame(frames, i))
         identical &= bool(np.array_equal(result.box_xywh, recorded.box_xywh))
         if i >= params["warmup"]:
-            wall.append(w1 - w0 - sum(timer.samples.get("search", [])[n_search:]))
-            cpu.append(c1 - c0 - sum(timer.cpu_samples.get("search", [])[n_search:]))
+            wall.append(host)
+            cpu.append(host_cpu)
     return wall, cpu, identical
+
+
+def _timed_track(tracker, timer: "WallCpuTimer", frame):
+    """One ``tracker.track(frame)``: (result, (wall, CPU, host wall, host CPU) seconds). host = the call
+    minus its backend search call(s): crops, blob, decoding, state, the tracker's own Python; per frame,
+    so one median covers all of it."""
+    n_search = len(timer.samples.get("search", ()))
+    w0, c0 = time.perf_counter(), time.process_time()
+    result = tracker.track(frame)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return result, (wall, cpu, wall - sum(timer.samples.get("search", [])[n_search:]),
+                    cpu - sum(timer.cpu_samples.get("search", [])[n_search:]))
 
 
 def _times_lost_search(backend) -> bool:
