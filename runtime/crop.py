@@ -332,7 +332,7 @@ class CropWorkspace:
 
     def buffer(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A C-contiguous array of ``shape`` and ``dtype``, the same one on every call with those."""
-        key = (tuple(shape), np.dtype(dtype).str)
+        key = (shape, dtype)          # as the caller spells them (np.dtype() per call costs more than the lookup)
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = np.empty(shape, dtype=dtype)

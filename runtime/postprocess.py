@@ -235,15 +235,17 @@ def choose(cls: np.ndarray, loc: np.ndarray, center_xy: np.ndarray, size_wh: np.
 def clip_to_frame(center_xy: np.ndarray, size_wh: np.ndarray, frame_hw: tuple[int, int]
                   ) -> tuple[np.ndarray, np.ndarray]:
     """pysot's ``_bbox_clip``: centre inside [0, W] x [0, H] (inclusive), size in [10, W] x [10, H].
-    (N, 2), (N, 2) float64 -> new (N, 2), (N, 2) float64."""
+    (N, 2), (N, 2) float64 -> new (N, 2), (N, 2) float64. A NaN stays NaN (the tracker's degenerate-state
+    check reports it on the next frame; pysot's Python ``max(0, min(nan, W))`` would make it 0)."""
     frame_h, frame_w = frame_hw
-    limit = np.array([frame_w, frame_h], dtype=np.float64)
-    # min then max, in this order (np.clip would give W, not 10, for a frame narrower than 10 px)
-    center = np.minimum(np.asarray(center_xy, dtype=np.float64), limit)
-    np.maximum(0.0, center, out=center)
-    size = np.minimum(np.asarray(size_wh, dtype=np.float64), limit)
-    np.maximum(10.0, size, out=size)
-    return center, size
+    limits = (float(frame_w), float(frame_h))
+    # min then max, in this order (np.clip would give W, not 10, for a frame narrower than 10 px); in
+    # Python floats, which round alike and cost a tenth of four numpy calls on a few values
+    center = [[v if v != v else max(0.0, min(v, hi)) for v, hi in zip(row, limits)]
+              for row in np.asarray(center_xy, dtype=np.float64).reshape(-1, 2).tolist()]
+    size = [[v if v != v else max(10.0, min(v, hi)) for v, hi in zip(row, limits)]
+            for row in np.asarray(size_wh, dtype=np.float64).reshape(-1, 2).tolist()]
+    return np.array(center, dtype=np.float64).reshape(-1, 2), np.array(size, dtype=np.float64).reshape(-1, 2)
 
 
 def select(cls: np.ndarray, loc: np.ndarray, center_xy: np.ndarray, size_wh: np.ndarray,

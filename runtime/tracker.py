@@ -41,6 +41,17 @@ def _frozen(values, length: int) -> np.ndarray:
     return arr
 
 
+def _context_sides(size_wh: np.ndarray, context_amount: float) -> np.ndarray:
+    """(N,) float64 side of each target's context square, pysot's ``sqrt(w_z * h_z)`` with
+    ``w_z = w + a * (w + h)`` (same for h), not rounded; in Python floats, the same IEEE operations in
+    the same order as numpy's, for a fraction of its per-call cost on a few values."""
+    sides = []
+    for w, h in size_wh.tolist():
+        context = context_amount * (w + h)
+        sides.append(math.sqrt((w + context) * (h + context)))
+    return np.array(sides, dtype=np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class TargetState:
     """What the tracker knows about one target between frames (read-only arrays).
@@ -122,6 +133,7 @@ class SiamRPNTracker:
         self._size = np.zeros((0, 2))        # (N, 2) float64
         self._average = np.zeros((0, 3))     # (N, 3) float64
         self._lost = np.zeros(0, dtype=bool)  # (N,) long-term lost state; all False when short-term
+        self._every = np.arange(0)           # (N,) 0..N-1, the indices of the all-targets group
 
     def _check_geometry(self) -> None:
         spec, cfg = self.backend.spec, self.config
@@ -217,8 +229,7 @@ class SiamRPNTracker:
         self._require_init()
         frame = as_bgr_frame(frame)
         cfg = self.config
-        context = cfg.context_amount * (self._size[:, 0] + self._size[:, 1])
-        s_z = np.sqrt((self._size[:, 0] + context) * (self._size[:, 1] + context))   # (N,) not rounded
+        s_z = _context_sides(self._size, cfg.context_amount)               # (N,) not rounded
         scale_z = cfg.exemplar_size / s_z
         groups = self._groups()
         whole = len(groups) == 1     # the usual case: one call for every target, no scatter into copies
@@ -263,7 +274,11 @@ class SiamRPNTracker:
         the same state, else the normal targets, then the lost ones."""
         cfg = self.config
         if not cfg.long_term or not self._lost.any():
-            return [(cfg.instance_size, np.arange(len(self._lost)))]
+            n = len(self._lost)
+            if len(self._every) != n:
+                self._every = np.arange(n)   # made once: the usual group is every target, every frame
+                self._every.setflags(write=False)
+            return [(cfg.instance_size, self._every)]
         groups = [(cfg.instance_size, np.flatnonzero(~self._lost)),
                   (cfg.lost_instance_size, np.flatnonzero(self._lost))]
         return [(side, idx) for side, idx in groups if len(idx)]
@@ -271,14 +286,16 @@ class SiamRPNTracker:
     def _search(self, frame: np.ndarray, idx: np.ndarray, side: int, s_z: np.ndarray):
         """Crop targets ``idx`` at ``side`` px (context ``s_z * side / exemplar``) and run the search."""
         cfg = self.config
-        s_x = s_z * (side / cfg.exemplar_size)
-        crop_sides = np.round(s_x)
+        s_x = (s_z * (side / cfg.exemplar_size)).tolist()
         center = self._center if len(idx) == len(self._center) else self._center[idx]
-        # checked in Python floats (a few targets: cheaper than numpy's per-call cost); NaN fails >= 1
-        if not (all(v >= 1 and math.isfinite(v) for v in crop_sides.tolist())
+        # in Python floats (a few targets: cheaper than numpy's per-call cost): round() is half to even,
+        # like np.round, and gives the ints the crop needs; a non-finite side or centre fails the check
+        crop_sides = [round(v) for v in s_x] if all(math.isfinite(v) for v in s_x) else []
+        if not (crop_sides and all(c >= 1 for c in crop_sides)
                 and all(math.isfinite(v) for v in center.ravel().tolist())):
             # pysot would fail inside its crop; the long-term state is not clipped, so a size the model
             # kept shrinking (or non-finite outputs) reaches this point
+            crop_sides = np.round(s_x)
             bad = ~np.isfinite(crop_sides) | ~np.all(np.isfinite(center), axis=1) | (crop_sides < 1)
             i = int(idx[np.argmax(bad)])
             raise ContractError(
@@ -286,8 +303,8 @@ class SiamRPNTracker:
                 f"{self._size[i].tolist()}), so no search crop can be cut; the model's outputs were not "
                 "usable (non-finite or vanishing boxes). Check the model, or init the target again")
         with self.timer.stage("crop"):
-            crops = crop_targets(frame, center, side, crop_sides.astype(np.int64),
-                                 self._average[idx], self._workspace, targets=idx)
+            crops = crop_targets(frame, center, side, crop_sides, self._average[idx], self._workspace,
+                                 targets=idx)
         with self.timer.stage("preprocess"):
             blob = to_blob(crops, self._workspace.blob_for(crops), self._workspace.planes_for(crops))   # (n, 3, X, X)
         with self.timer.stage("search"):

@@ -227,3 +227,20 @@ def test_clip_keeps_the_10_px_floor_in_a_frame_narrower_than_10_px():
     center, size = clip_to_frame(np.array([[20.0, 3.0]]), np.array([[30.0, 30.0]]), (6, 8))
     np.testing.assert_array_equal(center, [[8.0, 3.0]])
     np.testing.assert_array_equal(size, [[10.0, 10.0]])
+
+
+def test_clip_matches_numpys_min_then_max_on_any_value_and_keeps_nan():
+    # the clip runs in Python floats; it must give what np.minimum then np.maximum give, for N targets,
+    # infinities and out-of-frame values included, and leave a NaN as NaN (never a silent 0 or 10 px box)
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(-500, 2500, 200), [np.inf, -np.inf, 0.0, -0.0, 640.0, 480.0, 9.99]])
+    center = rng.permutation(values)[:200].reshape(100, 2)
+    size = rng.permutation(values)[:200].reshape(100, 2)
+    limit = np.array([640.0, 480.0])
+    got_center, got_size = clip_to_frame(center, size, (480, 640))
+    np.testing.assert_array_equal(got_center, np.maximum(0.0, np.minimum(center, limit)))
+    np.testing.assert_array_equal(got_size, np.maximum(10.0, np.minimum(size, limit)))
+    assert got_center.dtype == np.float64 and got_center.shape == (100, 2)
+    nan_center, nan_size = clip_to_frame(np.array([[np.nan, 5.0]]), np.array([[20.0, np.nan]]), (480, 640))
+    assert np.isnan(nan_center[0, 0]) and nan_center[0, 1] == 5.0
+    assert nan_size[0, 0] == 20.0 and np.isnan(nan_size[0, 1])

@@ -1,6 +1,6 @@
 """`--threads N` reaches every ONNX Runtime session (and torch) of the commands that create them outside
 the tracking runtime: precision-report, calibrate, quantize, quantize-cpu, selfcheck (its ONNX Runtime
-reference) and train-eval (torch). Issue 17: each session runs N intra-op threads, one inter-op thread,
+reference), train-eval (torch) and the nets a Triton repository serves (triton-repo). Issue 17: each session runs N intra-op threads, one inter-op thread,
 and its idle pool threads do not spin.
 
 Each command runs its real code path on the micro export of test_precision_report (15/31 px crops,
@@ -207,6 +207,29 @@ def test_train_eval_runs_torch_with_the_thread_count(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- parsers
+
+def test_triton_repository_threads_reach_the_sessions_the_server_opens(micro, sessions, tmp_path):
+    # Triton's python backend opens the sessions, so the thread count is a repository setting
+    # (`siamtrack triton-repo --threads`): written into each net's config, read back by the model at load
+    import re
+
+    from serving.triton.configs import SEARCH_MODEL, TEMPLATE_MODEL
+    from serving.triton.models.nets import SearchNet, TemplateNet
+    from serving.triton.repo import MODEL_VERSION
+    from serving.triton.repo import main as repo_main
+
+    repo = tmp_path / "repo"
+    assert repo_main([str(micro), "--out", str(repo), "--threads", str(THREADS), "--json"]) == 0
+    for net, name in ((TemplateNet, TEMPLATE_MODEL), (SearchNet, SEARCH_MODEL)):
+        text = (repo / name / "config.pbtxt").read_text()
+        params = dict(re.findall(r'key:\s*"([^"]+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text))
+        assert params["threads"] == str(THREADS)
+        # what the python backend hands a model at load: its config as JSON and where its files are
+        args = {"model_config": json.dumps({"parameters": {k: {"string_value": v} for k, v in params.items()}}),
+                "model_repository": str(repo / name), "model_version": MODEL_VERSION}
+        net().initialize(args)
+    _assert_threads(sessions, at_least=4)     # template and search graph, in each net
+
 
 COMMANDS = {
     "precision-report": ("calibration.report", ["m", "--synthetic", "1"]),
