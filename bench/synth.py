@@ -57,7 +57,7 @@ import math
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +295,10 @@ class SynthFrame:
     """One generated frame. frame: HxWx3 uint8 BGR. box_xywh: (4,) float64 exact target box (NaN while
     the target is out of view). absent: visible_fraction < ABSENT_VISIBLE_FRACTION. target_mask: HxW
     float32 0..1, the target's coverage before occlusion. visible_fraction: share of that coverage not
-    hidden by occluders. event: the long-term event under way ("out-of-view", "occlusion") or ""."""
+    hidden by occluders. event: the long-term event under way ("out-of-view", "occlusion") or "".
+    distractor_xywh: (D, 4) float64 boxes of the distractors (cut from the target's photograph), clipped
+    to the frame like ``box_xywh`` (width or height <= 0 when one is out of view); drawn under the target.
+    Training uses them for distractor negatives (``train.pairs.PairConfig.neg_distractor``)."""
 
     frame: np.ndarray
     box_xywh: np.ndarray
@@ -303,6 +306,7 @@ class SynthFrame:
     target_mask: np.ndarray
     visible_fraction: float
     event: str = ""
+    distractor_xywh: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
 OUT_OF_VIEW, OCCLUSION = "out-of-view", "occlusion"
@@ -425,22 +429,26 @@ def iter_frames(seed: int, config: SynthConfig = SynthConfig()):
         area = float(mask.sum())
         fraction = visible / area if area > 0 else 0.0
         box = np.full(4, np.nan) if out_of_view else target.box_xywh(w_img, h_img)   # no box out of view
+        distractor_boxes = np.array([d.box_xywh(w_img, h_img) for d in distractors]).reshape(-1, 4)
         yield SynthFrame(frame, box, fraction < ABSENT_VISIBLE_FRACTION, mask, fraction,
-                         event.kind if event is not None else "")
+                         event.kind if event is not None else "", distractor_boxes)
 
 
 def generate(seed: int, config: SynthConfig = SynthConfig(), name: str | None = None):
     """One in-memory ``bench.sequences.Sequence`` (frames are uint8 arrays)."""
     from bench.sequences import Sequence
 
-    frames, boxes, absent = [], [], []
+    frames, boxes, absent, distractors = [], [], [], []
     for item in iter_frames(seed, config):
         frames.append(item.frame)
         boxes.append(item.box_xywh)
         absent.append(item.absent)
+        distractors.append(item.distractor_xywh)
+    # distractor_xywh: (T, D, 4) per-frame distractor boxes (see SynthFrame), for distractor negatives
     return Sequence(name=name or f"synth-{seed:07d}", frames=frames, gt_xywh=np.array(boxes),
                     absent=np.array(absent, dtype=bool), dataset="synth",
-                    attributes={"seed": seed, "split": split_of_seed(seed), "image_wh": (config.width, config.height)})
+                    attributes={"seed": seed, "split": split_of_seed(seed), "image_wh": (config.width, config.height),
+                                "distractor_xywh": np.stack(distractors)})
 
 
 def write_sequence(seed: int, folder: str | Path, config: SynthConfig = SynthConfig(), ext: str = ".jpg") -> Path:

@@ -30,6 +30,9 @@ examples:
   # fine-tune on generated data where half the targets are attached to a larger body (issue 20)
   siamtrack train --config lite0 --data synth:200 --synth-attached 0.5 --init models/lite0/model.pth \
       --out artifacts/train/attached50
+  # fine-tune with distractor negatives: 60 % of the negative pairs centred on a look-alike (issue 20)
+  siamtrack train --config lite0 --data synth:200 --neg-distractor 0.6 --init models/lite0/model.pth \
+      --out artifacts/train/negdistractor
 """
 
 
@@ -65,6 +68,7 @@ class TrainConfig:
     search_scale: float = 0.18              # search-crop scale jitter per axis (pysot DATASET.SEARCH.SCALE)
     unfreeze_blocks: int | None = None      # with unfreeze_at: train only the last N backbone blocks
     synth_attached: float = 0.0             # share of synth:N sequences with an attached target (bench.synth)
+    neg_distractor: float = 0.0             # share of negative pairs centred on a distractor (train.pairs)
 
     def digest(self) -> str:
         values = dataclasses.asdict(self)
@@ -74,7 +78,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-LATE_FIELDS = {"search_scale": 0.18, "unfreeze_blocks": None, "synth_attached": 0.0}
+LATE_FIELDS = {"search_scale": 0.18, "unfreeze_blocks": None, "synth_attached": 0.0, "neg_distractor": 0.0}
 
 
 @dataclass
@@ -137,7 +141,7 @@ def pair_config(cfg: TrainConfig, tracker):
     from train.augment import SEARCH_AUG
     from train.pairs import PairConfig
 
-    return PairConfig(neg=cfg.neg, tracker=tracker,
+    return PairConfig(neg=cfg.neg, tracker=tracker, neg_distractor=cfg.neg_distractor,
                       search_aug=dataclasses.replace(SEARCH_AUG, shift=cfg.search_shift, scale=cfg.search_scale))
 
 
@@ -353,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "half of them blended in through a soft-edged ellipse). The box stays the "
                         "sub-region, so the regression cannot just find a pasted rectangle's edge. "
                         "Default 0: the classic pasted rectangles, byte-identical sequences")
+    p.add_argument("--neg-distractor", type=float, default=d.neg_distractor, metavar="F",
+                   help="fraction (0..1) of the negative pairs (pysot's 20%%) whose search crop is centred on a "
+                        "distractor of the template's own sequence (an object cut from the same photograph, in "
+                        "a nearby frame) instead of an unrelated target: DaSiamRPN's semantic negatives, to "
+                        "score look-alikes low. Generated sequences only (they record distractor boxes). "
+                        "Default 0: pysot's negatives and random stream")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--base-lr", type=float, default=d.base_lr)
@@ -382,13 +392,16 @@ def main(argv: list[str] | None = None) -> int:
                       steps=args.steps, batch=args.batch, base_lr=args.base_lr, warmup_steps=args.warmup_steps,
                       unfreeze_at=args.unfreeze_at, search_shift=args.search_shift, seed=args.seed,
                       pretrained=not args.no_pretrained, init=args.init, search_scale=args.search_scale,
-                      end_lr=args.end_lr, unfreeze_blocks=args.unfreeze_blocks, synth_attached=args.synth_attached)
+                      end_lr=args.end_lr, unfreeze_blocks=args.unfreeze_blocks, synth_attached=args.synth_attached,
+                      neg_distractor=args.neg_distractor)
     if cfg.steps < 1 or cfg.batch < 1:
         raise InputError("--steps and --batch must be at least 1")
     if cfg.unfreeze_blocks is not None and cfg.unfreeze_at is None:
         raise InputError("--unfreeze-blocks needs --unfreeze-at (the step at which those blocks start training)")
     if not 0 <= cfg.synth_attached <= 1:
         raise InputError(f"--synth-attached {cfg.synth_attached}: give a fraction in [0, 1], e.g. 0.5")
+    if not 0 <= cfg.neg_distractor <= 1:
+        raise InputError(f"--neg-distractor {cfg.neg_distractor}: give a fraction in [0, 1], e.g. 0.6")
     if not 0 <= cfg.search_scale < 1:
         raise InputError(f"--search-scale {cfg.search_scale}: give a fraction in [0, 1), e.g. 0.18")
     if args.threads:

@@ -4,6 +4,12 @@ A pair is a template crop (127) of the target in one frame and a search crop (25
 in a frame at most ``frame_range`` frames away (a positive pair), or of an unrelated target (a negative
 pair, probability ``neg``). Both go through pysot's augmentation; the search crop's +-64 px shift is
 the spatial-aware sampling of the SiamRPN++ paper.
+
+Distractor negatives (``neg_distractor``, off by default; DaSiamRPN's semantic negatives): a share of
+the negative pairs is centred on a *distractor* of the template's own sequence instead of an unrelated
+target: an object cut from the same photograph, in a frame near the template's, so the pair differs in
+identity but not in look or scene. Only sequences that record distractor boxes (``bench.synth``'s
+``distractor_xywh``) have them; other negatives stay pysot's.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ class PairConfig:
     frame_range: int = 100          # DATASET.VID.FRAME_RANGE
     neg: float = 0.2                # DATASET.NEG
     gray: float = 0.0               # DATASET.GRAY
+    neg_distractor: float = 0.0     # share of negative pairs centred on a distractor (not in pysot)
     template_aug: AugmentConfig = TEMPLATE_AUG
     search_aug: AugmentConfig = SEARCH_AUG
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -98,10 +105,26 @@ class PairSampler:
                              "box of positive size; check the ground truth files (x,y,w,h per line)")
         self.anchors = training_anchors(config.tracker)
 
-    def _patch(self, seq_index: int, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _patch(self, seq_index: int, frame_index: int, box=None) -> tuple[np.ndarray, np.ndarray]:
+        """crop511 patch of a frame around its target's box (or around ``box``) and that box in it."""
         seq = self.sequences[seq_index]
-        box = np.asarray(seq.gt_xywh[frame_index], dtype=np.float64)
+        box = np.asarray(seq.gt_xywh[frame_index] if box is None else box, dtype=np.float64)
         return crop511(seq.frame(int(frame_index)), box, self.config.tracker), centred_box(box, self.config.tracker)
+
+    def _distractor(self, rng: np.random.Generator, s: int, near: np.ndarray):
+        """(frame, box) of a visible distractor of sequence ``s`` in one of the frames ``near``, or None
+        when the sequence records none there."""
+        boxes = self.sequences[s].attributes.get("distractor_xywh") if hasattr(self.sequences[s], "attributes") else None
+        if boxes is None or len(boxes) == 0:
+            return None
+        boxes = np.asarray(boxes, dtype=np.float64)                    # (T, D, 4)
+        # at least 8 px each way inside the frame: a sliver at the edge is no object to confuse
+        frames, which = np.nonzero((boxes[near, :, 2] >= 8) & (boxes[near, :, 3] >= 8))
+        if len(frames) == 0:
+            return None
+        k = int(rng.integers(len(frames)))
+        frame = int(near[frames[k]])
+        return frame, boxes[frame, which[k]]
 
     def sample(self, rng: np.random.Generator) -> Pair:
         cfg = self.config
@@ -111,15 +134,20 @@ class PairSampler:
         template_frame = frames[t]
         negative = bool(cfg.neg and cfg.neg > rng.random())
         gray = bool(cfg.gray and cfg.gray > rng.random())
-        if negative:
-            s2 = int(rng.integers(len(self.sequences)))
+        near = frames[np.abs(frames - template_frame) <= cfg.frame_range]
+        # drawn only when enabled, so that runs without it keep pysot's random stream (and their losses)
+        distractor = (self._distractor(rng, s, near) if negative and cfg.neg_distractor
+                      and cfg.neg_distractor > rng.random() else None)
+        if distractor is not None:
+            s2, (search_frame, search_box) = s, distractor
+        elif negative:
+            s2, search_box = int(rng.integers(len(self.sequences))), None
             search_frame = int(self.frames[s2][rng.integers(len(self.frames[s2]))])
         else:
-            s2 = s
-            near = frames[np.abs(frames - template_frame) <= cfg.frame_range]
+            s2, search_box = s, None
             search_frame = int(near[rng.integers(len(near))])
         z_img, z_box = self._patch(s, template_frame)
-        x_img, x_box = self._patch(s2, search_frame)
+        x_img, x_box = self._patch(s2, search_frame, search_box)
         tracker = cfg.tracker
         template, _ = augment(z_img, z_box, tracker.exemplar_size, cfg.template_aug, rng, gray=gray)
         search, box = augment(x_img, x_box, tracker.instance_size, cfg.search_aug, rng, gray=gray)
