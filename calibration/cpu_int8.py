@@ -40,6 +40,15 @@ adds an Identity in the main graph for each such read, so the quantizer sees tha
 Only the standard flavour: ORT's quantizer calibrates through its own session, which cannot run the
 plugin flavour's custom op, and the plugin xcorr (a Python op on ORT) is slower anyway.
 
+A long-term export's third graph (``search_lost``: the same network on the 831 px lost-state crop) gets
+its CPU placement too, ``search_lost.int8.cpu.onnx``, else the long-term tracker on these graphs would
+meet a missing graph on its first lost frame. The calibration set holds search-size crops only, so the
+lost graph is calibrated on mosaics of them: each feed tiles several recorded search crops (different
+sequences and frames) into one lost-size crop, with one recorded template's kernels. The tiles are real
+crops of the kind the tracker cuts, so the activation ranges MinMax takes are those of real content;
+the seams add edges a real crop does not have, which can only widen a range a little. The three graphs
+share one ``calibration_id``, so ``runtime.variants`` refuses a lost graph left from another run.
+
 The CPU kernels must be exact for these graphs to mean anything: u8 x s8 is exact with VNNI (x86) and
 on ARM; x86 CPUs without VNNI run ORT's exact u8 x u8 kernels (``runtime.backends.onnxrt.session_options``).
 
@@ -67,8 +76,8 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from calibration import CalibrationError
-from runtime.contract import (CPU_INT8_FLAVOUR, GRAPHS, META_CALIBRATION, META_PRECISION, artifact_name,
-                              merge_metadata_props)
+from runtime.contract import (CPU_INT8_FLAVOUR, GRAPHS, LOST_GRAPH, META_CALIBRATION, META_PRECISION, SEARCH_INPUT,
+                              artifact_name, merge_metadata_props)
 
 QUANTIZER_ID = "siamtrack-ort-qdq/1"
 PLACEMENT = "onnxruntime-cpu"
@@ -225,13 +234,15 @@ def _calibrator_threads(threads: int | None):
 
 
 def quantize_cpu_bytes(fp32_path: str | Path, feeds: list[dict], *, calibration_id: str,
-                       set_sha256: str, bias_correction: bool = True, threads: int | None = None) -> bytes:
+                       set_sha256: str, bias_correction: bool = True, threads: int | None = None,
+                       feeds_made_as: str = "") -> bytes:
     """The CPU-placed INT8 copy of the FP32 standard-xcorr graph ``fp32_path`` (serialised), calibrated
     on ``feeds`` (``{input_name: float32 array}`` dicts for that graph). Metadata as every INT8 graph:
     ``siamrpn.precision = int8``, ``siamrpn.calibration`` JSON (placement, method, samples, set sha256,
     ``calibration_id``, the FP32 source's sha256); the rest is the FP32 graph's. threads: intra-op
     threads of every ONNX Runtime session calibrating it, ORT's quantizer's included (module doc);
-    None: ONNX Runtime's default."""
+    None: ONNX Runtime's default. feeds_made_as: how the feeds were made when they are not the
+    set's own crops for this graph (recorded in the metadata)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -271,6 +282,8 @@ def quantize_cpu_bytes(fp32_path: str | Path, feeds: list[dict], *, calibration_
              "quantizer": QUANTIZER_ID, "bias_correction": bias_correction, "bias_corrected_convs": corrected,
              "calibration_id": calibration_id, "source_graph_sha256": sha256_file(fp32_path),
              "activations": "u8 asymmetric per tensor", "weights": "s8 symmetric per output channel"}
+    if feeds_made_as:
+        calib["feeds"] = feeds_made_as
     del out.metadata_props[:]
     merge_metadata_props(out, {**props, META_PRECISION: "int8", META_CALIBRATION: json.dumps(calib, sort_keys=True)})
     return out.SerializeToString()
@@ -279,14 +292,16 @@ def quantize_cpu_bytes(fp32_path: str | Path, feeds: list[dict], *, calibration_
 # ---------------------------------------------------------------------------------------------- pairs
 
 def cpu_calibration_id(template_fp32: Path, search_fp32: Path, set_sha256: str, *, samples: int,
-                       bias_correction: bool) -> str:
-    """One id for a CPU INT8 pair: same FP32 graphs, calibration set and options -> same id (both
-    graphs carry it; ``runtime.variants`` refuses a pair mixed from two runs)."""
+                       bias_correction: bool, lost_fp32: Path | None = None) -> str:
+    """One id for a CPU INT8 pair (and its long-term graph): same FP32 graphs, calibration set and
+    options -> same id (every graph carries it; ``runtime.variants`` refuses a pair mixed from two runs)."""
     from runtime.contract import sha256_file
 
-    text = json.dumps([sha256_file(template_fp32), sha256_file(search_fp32), set_sha256, samples,
-                       bias_correction, QUANTIZER_ID])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    parts = [sha256_file(template_fp32), sha256_file(search_fp32), set_sha256, samples, bias_correction,
+             QUANTIZER_ID]
+    if lost_fp32 is not None:      # appended, so a short-term pair keeps the id it had before
+        parts.append(sha256_file(lost_fp32))
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def pair_paths(out_dir: str | Path) -> tuple[Path, Path]:
@@ -297,12 +312,55 @@ def source_paths(model_dir: str | Path) -> tuple[Path, Path]:
     return tuple(Path(model_dir) / artifact_name(g, "fp32", SOURCE_FLAVOUR, "onnx") for g in GRAPHS)
 
 
+def lost_paths(model_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path] | None:
+    """(FP32 standard source, CPU INT8 output) of the long-term search graph, or None when the export
+    has none (a short-term export)."""
+    src = Path(model_dir) / artifact_name(LOST_GRAPH, "fp32", SOURCE_FLAVOUR, "onnx")
+    if not src.is_file():
+        return None
+    return src, Path(out_dir or model_dir) / artifact_name(LOST_GRAPH, "int8", CPU_INT8_FLAVOUR, "onnx")
+
+
+def _input_side(onnx_path: Path) -> int:
+    """The spatial side of the graph's search input (a fixed dim of the exported graph)."""
+    import onnx
+
+    for value in onnx.load(str(onnx_path), load_external_data=False).graph.input:
+        if value.name == SEARCH_INPUT:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 4 and dims[3].dim_value > 0:
+                return int(dims[3].dim_value)
+    raise CalibrationError(f"{onnx_path}: no fixed-size {SEARCH_INPUT!r} input (N, 3, S, S); re-export the model")
+
+
+def mosaic_feeds(search_feeds: list[Mapping[str, np.ndarray]], side: int) -> list[dict]:
+    """Feeds for the long-term search graph (``side`` px crops) made from search-graph feeds: feed i
+    tiles the search crops of feeds i, i+1, ... (row by row, cut to ``side``) and keeps feed i's kernels.
+    Each search feed is (1, 3, s, s) with s <= side."""
+    if not search_feeds:
+        return []
+    crops = [np.asarray(f[SEARCH_INPUT]) for f in search_feeds]
+    step = crops[0].shape[-1]
+    tiles = -(-side // step)                                   # per row and column, ceil
+    out = []
+    for i, feed in enumerate(search_feeds):
+        canvas = np.empty((1, 3, tiles * step, tiles * step), dtype=np.float32)
+        for k in range(tiles * tiles):
+            r, c = divmod(k, tiles)
+            canvas[:, :, r * step:(r + 1) * step, c * step:(c + 1) * step] = crops[(i + k) % len(crops)]
+        out.append({**{name: np.asarray(v) for name, v in feed.items() if name != SEARCH_INPUT},
+                    SEARCH_INPUT: np.ascontiguousarray(canvas[:, :, :side, :side])})
+    return out
+
+
 def quantize_cpu_pair(model_dir: str | Path, calib, out_dir: str | Path | None = None, *,
                       samples: int = DEFAULT_SAMPLES, bias_correction: bool = True,
                       threads: int | None = None) -> list[Path]:
     """Write ``template.int8.cpu.onnx`` and ``search.int8.cpu.onnx`` from ``model_dir``'s FP32 standard
-    pair and ``calib`` (a ``calibration.feeds.CalibrationSet``), both or neither (``runtime.atomic``).
-    threads: intra-op threads of the ONNX Runtime calibration sessions (``quantize_cpu_bytes``)."""
+    pair and ``calib`` (a ``calibration.feeds.CalibrationSet``), and ``search_lost.int8.cpu.onnx`` when
+    the export has a long-term graph (calibrated on mosaics of the search feeds, module doc): all or
+    none (``runtime.atomic``). threads: intra-op threads of the ONNX Runtime calibration sessions
+    (``quantize_cpu_bytes``). Returns the written paths (template, search[, lost])."""
     from runtime.atomic import write_group
     from runtime.backends import check_threads
 
@@ -315,17 +373,27 @@ def quantize_cpu_pair(model_dir: str | Path, calib, out_dir: str | Path | None =
         if not src.is_file():
             raise CalibrationError(f"{src}: missing; the CPU INT8 graphs are made from the FP32 {SOURCE_FLAVOUR} "
                                    f"export (`siamtrack export ... --flavour both`)")
-    cal_id = cpu_calibration_id(*sources, calib.set_sha256, samples=samples, bias_correction=bias_correction)
+    lost = lost_paths(model_dir, out_dir)
+    cal_id = cpu_calibration_id(*sources, calib.set_sha256, samples=samples, bias_correction=bias_correction,
+                                lost_fp32=lost[0] if lost else None)
     files = {}
     outs = pair_paths(out_dir or model_dir)
-    for src, out in zip(sources, outs):
+    search_feeds = []
+    for graph, src, out in zip(GRAPHS, sources, outs):
         feeds = calib.feeds_for(src, batch=1)
         chosen = spread(feeds, len(feeds), samples)
+        if graph == "search":
+            search_feeds = chosen           # the long-term graph's mosaics are made of these
         files[out] = quantize_cpu_bytes(src, chosen, calibration_id=cal_id, set_sha256=calib.set_sha256,
                                         bias_correction=bias_correction, threads=threads)
+    if lost is not None:
+        files[lost[1]] = quantize_cpu_bytes(lost[0], mosaic_feeds(search_feeds, _input_side(lost[0])),
+                                            calibration_id=cal_id, set_sha256=calib.set_sha256,
+                                            bias_correction=bias_correction, threads=threads,
+                                            feeds_made_as="mosaics of the search graph's calibration crops")
     outs[0].parent.mkdir(parents=True, exist_ok=True)
     write_group(files)
-    return list(outs)
+    return list(outs) + ([lost[1]] if lost else [])
 
 
 def pair_is_current(model_dir: str | Path, calib, out_dir: str | Path | None = None, *,
@@ -336,9 +404,11 @@ def pair_is_current(model_dir: str | Path, calib, out_dir: str | Path | None = N
     sources = source_paths(model_dir)
     if not all(s.is_file() for s in sources):
         return False
-    want = cpu_calibration_id(*sources, calib.set_sha256, samples=samples, bias_correction=bias_correction)
-    return all(p.is_file() and calibration_info(p).get("calibration_id") == want
-               for p in pair_paths(out_dir or model_dir))
+    lost = lost_paths(model_dir, out_dir)
+    want = cpu_calibration_id(*sources, calib.set_sha256, samples=samples, bias_correction=bias_correction,
+                              lost_fp32=lost[0] if lost else None)
+    outs = pair_paths(out_dir or model_dir) + ((lost[1],) if lost else ())
+    return all(p.is_file() and calibration_info(p).get("calibration_id") == want for p in outs)
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -350,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="siamtrack quantize-cpu",
         description="Make INT8 graphs placed for ONNX Runtime's CPU kernels (QLinearConv: u8 activations, "
                     "s8 per-channel weights) from the FP32 standard export and a calibration set recorded "
-                    "by `siamtrack calibrate`. Writes template.int8.cpu.onnx and search.int8.cpu.onnx; the "
-                    "TensorRT-placed *.int8.standard/plugin.onnx graphs are left alone.",
+                    "by `siamtrack calibrate`. Writes template.int8.cpu.onnx and search.int8.cpu.onnx (and "
+                    "search_lost.int8.cpu.onnx for a long-term export, calibrated on mosaics of the search "
+                    "crops); the TensorRT-placed *.int8.standard/plugin.onnx graphs are left alone.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  siamtrack quantize-cpu artifacts/lite0 --calib artifacts/lite0/calib\n"
@@ -386,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"written": [], "up_to_date": [CPU_INT8_FLAVOUR]}))
         else:
-            print(f"up to date: {out_dir}/{{template,search}}.int8.{CPU_INT8_FLAVOUR}.onnx (same FP32 graphs, "
+            graphs = "template,search" + (",search_lost" if lost_paths(args.model_dir, out_dir) else "")
+            print(f"up to date: {out_dir}/{{{graphs}}}.int8.{CPU_INT8_FLAVOUR}.onnx (same FP32 graphs, "
                   f"calibration set {calib.set_sha256[:12]} and options)")
         return 0
     outs = quantize_cpu_pair(args.model_dir, calib, out_dir, threads=args.threads, **opts)

@@ -40,6 +40,12 @@ def check_lost_search(backend, config: TrackerConfig, asked: str = "long-term") 
     ``SiamRPNTracker`` when it is made (``open_tracker``)."""
     have = getattr(backend.spec, "lost_instance_size", 0)
     why = "the model's config asks for the long-term tracker" if asked == "auto" else "--tracker long-term"
+    unavailable = getattr(backend, "lost_unavailable", "")
+    if not have and unavailable:    # the export has one, but not usable for this variant: say which and why
+        raise ContractError(
+            f"{backend.name}: {why}, whose lost-state search runs a {config.lost_instance_size} px crop, but "
+            f"this variant's large search graph cannot be used: {unavailable}; or use --tracker short-term, "
+            "or another --precision")
     if not have:
         raise ContractError(
             f"{backend.name}: {why}, whose lost-state search runs a {config.lost_instance_size} px crop, but "

@@ -224,3 +224,132 @@ def test_a_stale_cpu_pair_is_refused_with_the_command_that_remakes_it(folder):
     reason = variant_problem(folder, "int8", "cpu", "onnx")
     assert "but the FP32 graphs are from export a-new-export" in reason
     assert "siamtrack quantize-cpu" in refusal_message(folder, "onnx", "int8", "cpu", reason)
+
+
+# ------------------------------------------------------------------------- the long-term search graph
+
+LOST_SIDE = 24      # the tiny graphs' "831": a larger crop through the same network
+
+
+def _lost_graph():
+    """The tiny standard search graph with a LOST_SIDE input, labelled as the long-term graph (the same
+    weights, as an export's search_lost graph has)."""
+    from runtime.contract import LOST_GRAPH, META_GRAPH
+    from tests.tiny_graphs import set_meta
+
+    model = _search_with_relu()
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert model.graph.input[0].name == "search"
+    dims[2].dim_value = dims[3].dim_value = LOST_SIDE
+    for out in model.graph.output:
+        for d in out.type.tensor_type.shape.dim[2:]:
+            d.dim_param = "S"                    # the response map grows with the crop
+    del model.graph.value_info[:]
+    return set_meta(model, META_GRAPH, LOST_GRAPH)
+
+
+@pytest.fixture
+def lt_folder(folder):
+    """A long-term export: the three FP32 standard graphs, each saying the model has a lost search size."""
+    import dataclasses
+
+    from runtime.contract import META_MODEL_SPEC
+    from tests.tiny_graphs import TINY, set_meta
+
+    spec = dataclasses.replace(TINY, lost_instance_size=LOST_SIDE, lost_score_size=LOST_SIDE - 5).to_json()
+    for name, model in (("template", onnx.load(str(folder / "template.fp32.standard.onnx"))),
+                        ("search", onnx.load(str(folder / "search.fp32.standard.onnx"))),
+                        ("search_lost", _lost_graph())):
+        onnx.save(set_meta(model, META_MODEL_SPEC, spec), str(folder / f"{name}.fp32.standard.onnx"))
+    return folder
+
+
+def test_a_long_term_export_gets_its_lost_graph_placed_for_the_cpu_too(lt_folder):
+    paths = cpu_int8.quantize_cpu_pair(lt_folder, _Calib())
+    assert [p.name for p in paths] == ["template.int8.cpu.onnx", "search.int8.cpu.onnx",
+                                       "search_lost.int8.cpu.onnx"]
+    lost, search = (json.loads(_props(p)[META_CALIBRATION]) for p in (paths[2], paths[1]))
+    assert lost["calibration_id"] == search["calibration_id"] and "mosaics" in lost["feeds"]
+    assert _props(paths[2])[META_PRECISION] == "int8"
+    assert variant_problem(lt_folder, "int8", "cpu", "onnx") is None
+    # integer kernels there too, and close to its FP32 graph on mosaic-like and on fresh large crops
+    _session(paths[2], optimized=lt_folder / "opt_lost.onnx")
+    assert "QLinearConv" in [n.op_type for n in onnx.load(str(lt_folder / "opt_lost.onnx")).graph.node]
+    ref, q = _session(lt_folder / "search_lost.fp32.standard.onnx"), _session(paths[2])
+    rng = np.random.default_rng(5)
+    errs = []
+    for _ in range(6):
+        feed = _search_feed(rng)
+        feed["search"] = rng.uniform(0, 255, (1, 3, LOST_SIDE, LOST_SIDE)).astype(np.float32) / 25.0
+        for a, b in zip(ref.run(None, feed), q.run(None, feed)):
+            assert a.shape[2:] == (LOST_SIDE - 5, LOST_SIDE - 5)
+            errs.append(np.abs(a - b).mean() / np.abs(a).mean())
+    assert np.mean(errs) < 0.1, errs
+
+
+def test_mosaic_feeds_tile_the_recorded_crops_and_keep_each_feeds_kernels():
+    rng = np.random.default_rng(0)
+    feeds = [_search_feed(rng) for _ in range(5)]
+    mosaics = cpu_int8.mosaic_feeds(feeds, LOST_SIDE)
+    assert len(mosaics) == 5
+    for i, m in enumerate(mosaics):
+        assert m["search"].shape == (1, 3, LOST_SIDE, LOST_SIDE) and m["search"].flags.c_contiguous
+        assert np.array_equal(m["kernel_cls"], feeds[i]["kernel_cls"])
+        # tiles row by row: feed i, then i+1 to its right, then i+2 below (16 px crops, 2 x 2 tiles)
+        assert np.array_equal(m["search"][:, :, :16, :16], feeds[i]["search"])
+        assert np.array_equal(m["search"][:, :, :16, 16:], feeds[(i + 1) % 5]["search"][:, :, :, :8])
+        assert np.array_equal(m["search"][:, :, 16:, :16], feeds[(i + 2) % 5]["search"][:, :, :8, :])
+
+
+def test_the_long_term_backend_opens_the_cpu_lost_graph(lt_folder):
+    from runtime.backends.onnxrt import OrtBackend
+
+    cpu_int8.quantize_cpu_pair(lt_folder, _Calib())
+    backend = OrtBackend.from_dir(lt_folder, precision="int8", flavour="cpu", threads=1)
+    assert backend.lost_path is not None and backend.lost_path.name == "search_lost.int8.cpu.onnx"
+    assert not backend.lost_unavailable
+    rng = np.random.default_rng(4)
+    kernels = backend.run_template(rng.uniform(0, 255, (1, 3, 8, 8)).astype(np.float32))
+    cls, loc = backend.run_search(rng.uniform(0, 10, (1, 3, LOST_SIDE, LOST_SIDE)).astype(np.float32), kernels)
+    assert cls.shape == (1, 2, LOST_SIDE - 5, LOST_SIDE - 5) and loc.shape == (1, 4, LOST_SIDE - 5, LOST_SIDE - 5)
+
+
+def test_a_lost_graph_from_another_run_is_left_unused_and_makes_the_pair_stale(lt_folder):
+    from runtime.variants import lost_problem
+
+    cpu_int8.quantize_cpu_pair(lt_folder, _Calib(), samples=8)
+    assert cpu_int8.pair_is_current(lt_folder, _Calib(), samples=8)
+    lost = lt_folder / "search_lost.int8.cpu.onnx"
+    model = onnx.load(str(lost))
+    cal = json.loads(_props(lost)[META_CALIBRATION])
+    for p in model.metadata_props:
+        if p.key == META_CALIBRATION:
+            p.value = json.dumps(dict(cal, calibration_id="another-run"))
+    onnx.save(model, str(lost))
+    assert "another-run" in lost_problem(lt_folder, "int8", "cpu", "onnx")
+    assert not cpu_int8.pair_is_current(lt_folder, _Calib(), samples=8)
+
+
+def test_a_pair_made_before_the_export_had_a_lost_graph_is_stale_after(folder):
+    # build.sh --only-stale then remakes the pair with the long-term graph instead of keeping it
+    cpu_int8.quantize_cpu_pair(folder, _Calib(), samples=8)
+    assert cpu_int8.pair_is_current(folder, _Calib(), samples=8)
+    onnx.save(_lost_graph(), str(folder / "search_lost.fp32.standard.onnx"))
+    assert not cpu_int8.pair_is_current(folder, _Calib(), samples=8)
+    cpu_int8.quantize_cpu_pair(folder, _Calib(), samples=8)
+    assert cpu_int8.pair_is_current(folder, _Calib(), samples=8)
+    assert (folder / "search_lost.int8.cpu.onnx").is_file()
+
+
+def test_the_long_term_tracker_on_a_cpu_pair_without_its_lost_graph_names_the_command(lt_folder):
+    # a pair made by a version that made no lost graph: refused when the tracker is opened, with the fix
+    from runtime.backends.onnxrt import OrtBackend
+    from runtime.errors import ContractError
+    from runtime.tracker_choice import tracker_config_for
+
+    cpu_int8.quantize_cpu_pair(lt_folder, _Calib())
+    (lt_folder / "search_lost.int8.cpu.onnx").unlink()
+    backend = OrtBackend.from_dir(lt_folder, precision="int8", flavour="cpu", threads=1)
+    with pytest.raises(ContractError, match=r"search_lost\.int8\.cpu\.onnx is missing.*siamtrack quantize-cpu"):
+        tracker_config_for(backend, "long-term")
+    assert not tracker_config_for(backend, "short-term").long_term

@@ -23,7 +23,7 @@ import numpy as np
 
 from runtime.backends.base import Backend, Kernels
 from runtime.contract import (CLS_OUTPUT, LOC_OUTPUT, LOST_GRAPH, META_RANDOM, SEARCH_INPUT, TEMPLATE_INPUT, XCORR_DOMAIN,
-                              ARTIFACT_FLAVOURS, XCORR_OP, GraphMeta, artifact_name)
+                              ARTIFACT_FLAVOURS, CPU_INT8_FLAVOUR, XCORR_OP, GraphMeta, artifact_name)
 from runtime.errors import BackendUnavailable, ContractError, InputError
 from runtime.onnx_meta import OnnxSummary, read_onnx_summary
 
@@ -125,6 +125,9 @@ class OrtBackend(Backend):
                     # the export has a lost size but this variant's large graph was never made
                     how = ("export again into this folder (`siamtrack export ... --lost-search`, or rerun build.sh)"
                            if precision == "fp32" else
+                           f"make the CPU INT8 graphs again (`siamtrack quantize-cpu {folder} --calib ...`, or "
+                           "rerun build.sh; older versions made no long-term graph for them)"
+                           if fl == CPU_INT8_FLAVOUR else
                            f"make the {precision} variants again (build.sh, or siamtrack fp16/quantize)")
                     backend.lost_unavailable = f"{lost_path.name} is missing beside {s.name}; {how}"
                 return backend
