@@ -138,14 +138,19 @@ def test_the_pair_carries_the_int8_metadata_of_its_fp32_export(folder):
     assert variant_problem(folder, "int8", "cpu", "onnx") is None
 
 
-def test_a_pair_from_two_runs_is_refused(folder):
-    template, _ = cpu_int8.quantize_cpu_pair(folder, _Calib())
-    model = onnx.load(str(template))
-    cal = json.loads(_props(template)[META_CALIBRATION])
+def _as_if_from_another_run(path):
+    """Rewrite the graph's calibration id, as a graph left over from another quantize run has."""
+    model = onnx.load(str(path))
+    cal = json.loads(_props(path)[META_CALIBRATION])
     for p in model.metadata_props:
         if p.key == META_CALIBRATION:
             p.value = json.dumps(dict(cal, calibration_id="another-run"))
-    onnx.save(model, str(template))
+    onnx.save(model, str(path))
+
+
+def test_a_pair_from_two_runs_is_refused(folder):
+    template, _ = cpu_int8.quantize_cpu_pair(folder, _Calib())
+    _as_if_from_another_run(template)
     assert "different calibrations" in variant_problem(folder, "int8", "cpu", "onnx")
 
 
@@ -319,13 +324,7 @@ def test_a_lost_graph_from_another_run_is_left_unused_and_makes_the_pair_stale(l
 
     cpu_int8.quantize_cpu_pair(lt_folder, _Calib(), samples=8)
     assert cpu_int8.pair_is_current(lt_folder, _Calib(), samples=8)
-    lost = lt_folder / "search_lost.int8.cpu.onnx"
-    model = onnx.load(str(lost))
-    cal = json.loads(_props(lost)[META_CALIBRATION])
-    for p in model.metadata_props:
-        if p.key == META_CALIBRATION:
-            p.value = json.dumps(dict(cal, calibration_id="another-run"))
-    onnx.save(model, str(lost))
+    _as_if_from_another_run(lt_folder / "search_lost.int8.cpu.onnx")
     assert "another-run" in lost_problem(lt_folder, "int8", "cpu", "onnx")
     assert not cpu_int8.pair_is_current(lt_folder, _Calib(), samples=8)
 
