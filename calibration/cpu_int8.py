@@ -353,6 +353,16 @@ def mosaic_feeds(search_feeds: list[Mapping[str, np.ndarray]], side: int) -> lis
     return out
 
 
+def _run_plan(model_dir, calib, out_dir, samples: int, bias_correction: bool):
+    """(lost, calibration id, output paths) of a run over ``model_dir``'s FP32 standard sources:
+    ``lost_paths`` (None for a short-term export) and the template, search[, lost] outputs. The one place
+    ``quantize_cpu_pair`` (which writes them) and ``pair_is_current`` (which checks them) agree on."""
+    lost = lost_paths(model_dir, out_dir)
+    cal_id = cpu_calibration_id(*source_paths(model_dir), calib.set_sha256, samples=samples,
+                                bias_correction=bias_correction, lost_fp32=lost[0] if lost else None)
+    return lost, cal_id, pair_paths(out_dir or model_dir) + ((lost[1],) if lost else ())
+
+
 def quantize_cpu_pair(model_dir: str | Path, calib, out_dir: str | Path | None = None, *,
                       samples: int = DEFAULT_SAMPLES, bias_correction: bool = True,
                       threads: int | None = None) -> list[Path]:
@@ -373,13 +383,10 @@ def quantize_cpu_pair(model_dir: str | Path, calib, out_dir: str | Path | None =
         if not src.is_file():
             raise CalibrationError(f"{src}: missing; the CPU INT8 graphs are made from the FP32 {SOURCE_FLAVOUR} "
                                    f"export (`siamtrack export ... --flavour both`)")
-    lost = lost_paths(model_dir, out_dir)
-    cal_id = cpu_calibration_id(*sources, calib.set_sha256, samples=samples, bias_correction=bias_correction,
-                                lost_fp32=lost[0] if lost else None)
+    lost, cal_id, outs = _run_plan(model_dir, calib, out_dir, samples, bias_correction)
     files = {}
-    outs = pair_paths(out_dir or model_dir)
     search_feeds = []
-    for graph, src, out in zip(GRAPHS, sources, outs):
+    for graph, src, out in zip(GRAPHS, sources, outs):      # the pair; the lost graph below
         feeds = calib.feeds_for(src, batch=1)
         chosen = spread(feeds, len(feeds), samples)
         if graph == "search":
@@ -393,7 +400,7 @@ def quantize_cpu_pair(model_dir: str | Path, calib, out_dir: str | Path | None =
                                             feeds_made_as="mosaics of the search graph's calibration crops")
     outs[0].parent.mkdir(parents=True, exist_ok=True)
     write_group(files)
-    return list(outs) + ([lost[1]] if lost else [])
+    return list(outs)
 
 
 def pair_is_current(model_dir: str | Path, calib, out_dir: str | Path | None = None, *,
@@ -401,13 +408,9 @@ def pair_is_current(model_dir: str | Path, calib, out_dir: str | Path | None = N
     """True when the CPU INT8 pair exists and was made from these FP32 graphs, set and options."""
     from runtime.variants import calibration_info
 
-    sources = source_paths(model_dir)
-    if not all(s.is_file() for s in sources):
+    if not all(s.is_file() for s in source_paths(model_dir)):
         return False
-    lost = lost_paths(model_dir, out_dir)
-    want = cpu_calibration_id(*sources, calib.set_sha256, samples=samples, bias_correction=bias_correction,
-                              lost_fp32=lost[0] if lost else None)
-    outs = pair_paths(out_dir or model_dir) + ((lost[1],) if lost else ())
+    _, want, outs = _run_plan(model_dir, calib, out_dir, samples, bias_correction)
     return all(p.is_file() and calibration_info(p).get("calibration_id") == want for p in outs)
 
 

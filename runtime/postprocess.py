@@ -239,13 +239,16 @@ def clip_to_frame(center_xy: np.ndarray, size_wh: np.ndarray, frame_hw: tuple[in
     check reports it on the next frame; pysot's Python ``max(0, min(nan, W))`` would make it 0)."""
     frame_h, frame_w = frame_hw
     limits = (float(frame_w), float(frame_h))
-    # min then max, in this order (np.clip would give W, not 10, for a frame narrower than 10 px); in
-    # Python floats, which round alike and cost a tenth of four numpy calls on a few values
-    center = [[v if v != v else max(0.0, min(v, hi)) for v, hi in zip(row, limits)]
-              for row in np.asarray(center_xy, dtype=np.float64).reshape(-1, 2).tolist()]
-    size = [[v if v != v else max(10.0, min(v, hi)) for v, hi in zip(row, limits)]
-            for row in np.asarray(size_wh, dtype=np.float64).reshape(-1, 2).tolist()]
-    return np.array(center, dtype=np.float64).reshape(-1, 2), np.array(size, dtype=np.float64).reshape(-1, 2)
+    return _clamped(center_xy, 0.0, limits), _clamped(size_wh, 10.0, limits)
+
+
+def _clamped(values, low: float, limits: tuple[float, float]) -> np.ndarray:
+    """(N, 2) -> (N, 2) float64 ``max(low, min(v, limit))`` per column, NaN kept. min then max, in this
+    order (np.clip would give W, not 10, for a frame narrower than 10 px); in Python floats, which round
+    alike and cost a tenth of numpy's calls on a few values."""
+    rows = np.asarray(values, dtype=np.float64).reshape(-1, 2).tolist()
+    out = [[v if v != v else max(low, min(v, hi)) for v, hi in zip(row, limits)] for row in rows]
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
 
 
 def select(cls: np.ndarray, loc: np.ndarray, center_xy: np.ndarray, size_wh: np.ndarray,

@@ -114,7 +114,7 @@ class PairSampler:
     def _distractor(self, rng: np.random.Generator, s: int, near: np.ndarray):
         """(frame, box) of a visible distractor of sequence ``s`` in one of the frames ``near``, or None
         when the sequence records none there."""
-        boxes = self.sequences[s].attributes.get("distractor_xywh") if hasattr(self.sequences[s], "attributes") else None
+        boxes = getattr(self.sequences[s], "attributes", {}).get("distractor_xywh")   # Sequence-likes may have none
         if boxes is None or len(boxes) == 0:
             return None
         boxes = np.asarray(boxes, dtype=np.float64)                    # (T, D, 4)
