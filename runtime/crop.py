@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 MAX_EXACT_CROP_SIDE = 6144  # px: a 113 MB padded patch; covers every crop of a 1920x1080 frame
+_SMALL_CANVAS = 1024        # px: a PaddingCanvas's first backing (3 MB)
 
 
 def crop_origin(center: float, crop_side: int) -> int:
@@ -221,15 +222,17 @@ class PaddingCanvas:
 
     ``patch(frame, xmin, ymin, side, fill)`` returns the ``side`` x ``side`` x 3 uint8 view that equals
     pysot's padded patch at that origin: ``fill`` everywhere, the frame's pixels where they overlap.
-    The view is OVERWRITTEN by the next call. Memory: a backing array of at most ``max_side``^2 x 3
-    bytes (kept until the canvas is dropped); larger patches are left to the caller.
+    The view is OVERWRITTEN by the next call. Memory: a backing array of at most 1024^2 x 3 bytes,
+    replaced once, when a patch outgrows it, by one of ``max_side``^2 x 3 bytes of address space (kept
+    until the canvas is dropped), of which only the square used so far is written and so resident;
+    larger patches are left to the caller.
     """
 
     def __init__(self, max_side: int = 4096):
         self.max_side = int(max_side)
-        self._backing: np.ndarray | None = None        # (B, B, 3) uint8; the patch is its top-left corner
+        self._backing: np.ndarray | None = None        # (M, M, 3) uint8; the patch is its top-left corner
         self._fill: tuple[int, int, int] | None = None
-        self._fill_row: np.ndarray | None = None        # (1, B, 3) uint8 of the fill colour
+        self._fill_row: np.ndarray | None = None        # (1, M, 3) uint8 of the fill colour
         self._frame_rect: tuple[int, int, int, int] | None = None   # (y0, y1, x0, x1) holding frame pixels
         self._filled = 0      # backing[:_filled, :_filled] holds the fill outside _frame_rect; beyond, garbage
 
@@ -237,6 +240,8 @@ class PaddingCanvas:
         """out_size: the side the patch will be resized to (cv2.resize, INTER_LINEAR); then only the
         patch rows that resize can read are brought up to date (the others keep older pixels)."""
         fill = tuple(int(v) for v in fill)
+        if side > self.max_side:
+            raise ValueError(f"a {side} px patch does not fit a {self.max_side} px canvas")
         if self._backing is None or self._backing.shape[0] < side or fill != self._fill:
             self._allocate(side, fill)
         if side > self._filled:          # first use of this much of the backing: fill the new L-shaped band
@@ -265,14 +270,16 @@ class PaddingCanvas:
         return self._backing[:side, :side]
 
     def _allocate(self, side: int, fill: tuple[int, int, int]) -> None:
-        # headroom: a growing target would otherwise re-allocate (and re-fill) on every frame
-        size = min(max(side, int(side * 1.5)), max(self.max_side, side))
+        # two sizes only: a small backing first (3 MB, under numpy's 4 MB huge-page threshold, so a
+        # target padded at the frame's edge keeps a few hundred KB resident, not a 2 MB page per touched
+        # stretch), then, once outgrown, max_side at once: np.empty only reserves address space (pages are
+        # mapped as the fill reaches them), whereas growing by steps meant filling a fresh array again
+        # and again, which stalled the frames of a runaway target's growing crop for 10-85 ms each
         if self._backing is None or self._backing.shape[0] < side:
-            self._backing = np.empty((size, size, 3), dtype=np.uint8)
+            size = self.max_side if side > _SMALL_CANVAS or self._backing is not None else _SMALL_CANVAS
+            self._backing = np.empty((min(size, self.max_side),) * 2 + (3,), dtype=np.uint8)
         self._fill_row = np.empty((1, self._backing.shape[1], 3), dtype=np.uint8)
         self._fill_row[...] = fill
-        # the fill is written lazily by ``patch``, up to the largest side used so far (``_filled``): the
-        # headroom costs address space, not a 30 ms fill of 50 MB on the frame that outgrew the backing
         self._fill, self._frame_rect, self._filled = fill, None, 0
 
     def _reset(self, rect: tuple[int, int, int, int]) -> None:

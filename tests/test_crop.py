@@ -186,6 +186,36 @@ def test_a_workspace_gives_pysots_bytes_while_the_target_moves_grows_shrinks_and
                                       err_msg=f"step {step}: centre {center}, side {side}")
 
 
+def test_a_canvas_grows_its_backing_at_most_once_and_never_lets_resize_read_what_it_has_not_filled():
+    # the backing goes from a small one straight to max_side (re-allocating it in 1.5x steps as a runaway
+    # target's crop grew stalled each of those frames for 10-85 ms), and the fill is written lazily, so
+    # everything past the filled square is garbage; poison that with noise on every new backing, then grow
+    # a crop around a small frame from a whole-rectangle copy to a sampled-rows copy (> 3x downscaling)
+    # and back: every crop stays pysot's
+    from runtime.crop import PaddingCanvas
+
+    rng = np.random.default_rng(11)
+    canvas = PaddingCanvas(max_side=1600)
+    avg, center, side = np.array([12.5, 200.0, 99.9]), np.array([60.0, 45.0]), 40
+    backings, largest = [], 0
+    for step in range(90):
+        frame = _textured_frame(90, 120, seed=step)
+        center = np.clip(center + rng.normal(0, 6, 2), -40, 160)
+        side = int(np.clip(side * (1.07 if step < 60 else 0.9), 40, 1600))
+        largest = max(largest, side)
+        ours = get_subwindow(frame, center, 63, side, avg, canvas=canvas)
+        np.testing.assert_array_equal(ours, _pysot_padded_subwindow(frame, center, 63, side, avg),
+                                      err_msg=f"step {step}: centre {center}, side {side}")
+        backing = canvas._backing
+        if backing is not None and not any(backing is b for b in backings):     # a new backing: poison it
+            backings.append(backing)
+            filled = canvas._filled
+            backing[filled:] = rng.integers(0, 256, backing[filled:].shape, dtype=np.uint8)
+            backing[:filled, filled:] = rng.integers(0, 256, backing[:filled, filled:].shape, dtype=np.uint8)
+    assert largest > 3 * 63 * 4 and side < 3 * 63     # the walk went deep into the sampled-rows mode and back
+    assert [b.shape[0] for b in backings] == [1024, 1600]
+
+
 def test_a_workspace_does_not_rebuild_the_padded_patch_every_frame():
     # a 1500 px crop around a 320x240 frame: its padded patch is 6.75 MB; with a workspace only the
     # first call pays for it
