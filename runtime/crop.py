@@ -323,8 +323,9 @@ class CropWorkspace:
     blob arrays. Pass it to ``crop_targets`` and ``to_blob``; arrays it hands out are OVERWRITTEN by the
     next call. Not thread-safe: one workspace per tracker.
 
-    max_canvas_side: largest padded patch kept (px); a 4096 px canvas holds 50 MB. Bigger crops build
-    their patch per call, as without a workspace.
+    max_canvas_side: largest padded patch kept (px); a 4096 px canvas reserves 50 MB of address space,
+    resident only as far as its crops have reached. Bigger crops build their patch per call, as without
+    a workspace.
     """
 
     def __init__(self, max_canvas_side: int = 4096):
