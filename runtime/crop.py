@@ -224,8 +224,8 @@ class PaddingCanvas:
     pysot's padded patch at that origin: ``fill`` everywhere, the frame's pixels where they overlap.
     The view is OVERWRITTEN by the next call. Memory: a backing array of at most 1024^2 x 3 bytes,
     replaced once, when a patch outgrows it, by one of ``max_side``^2 x 3 bytes of address space (kept
-    until the canvas is dropped), of which only the square used so far is written and so resident;
-    larger patches are left to the caller.
+    until the canvas is dropped), of which only the square used so far is written (what that keeps
+    resident: ``CropWorkspace``); larger patches are left to the caller.
     """
 
     def __init__(self, max_side: int = 4096):
@@ -276,8 +276,9 @@ class PaddingCanvas:
         # mapped as the fill reaches them), whereas growing by steps meant filling a fresh array again
         # and again, which stalled the frames of a runaway target's growing crop for 10-85 ms each
         if self._backing is None or self._backing.shape[0] < side:
-            size = self.max_side if side > _SMALL_CANVAS or self._backing is not None else _SMALL_CANVAS
-            self._backing = np.empty((min(size, self.max_side),) * 2 + (3,), dtype=np.uint8)
+            first_fits = self._backing is None and side <= _SMALL_CANVAS
+            size = min(_SMALL_CANVAS, self.max_side) if first_fits else self.max_side
+            self._backing = np.empty((size, size, 3), dtype=np.uint8)
         self._fill_row = np.empty((1, self._backing.shape[1], 3), dtype=np.uint8)
         self._fill_row[...] = fill
         self._fill, self._frame_rect, self._filled = fill, None, 0
